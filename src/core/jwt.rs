@@ -1,0 +1,417 @@
+//! Reading a compact JWS access token strictly, before any key is touched.
+//!
+//! Strict means: exactly three base64url parts without padding or whitespace, a header and a
+//! payload that are JSON objects without duplicate names (a duplicate `exp` or `aud` is how
+//! parsers are made to disagree), no `crit` extension we do not understand, and registered
+//! claims of the types RFC 7519 gives them.
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::{Map, Value};
+
+use crate::core::jwks::Algorithm;
+
+/// Why a token was refused before or during verification. Each maps to a fixed, public
+/// description (`describe`) that never echoes any part of the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenError {
+    Malformed,
+    TooLarge,
+    AlgorithmNotAllowed,
+    AlgorithmMismatch,
+    UnsupportedCriticalHeader,
+    KeyNotFound,
+    SignatureInvalid,
+    IssuerNotTrusted,
+    AudienceNotAccepted,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    MissingExpiry,
+}
+
+impl TokenError {
+    pub fn describe(self) -> &'static str {
+        match self {
+            TokenError::Malformed => "token malformed",
+            TokenError::TooLarge => "token too large",
+            TokenError::AlgorithmNotAllowed => "token algorithm not allowed",
+            TokenError::AlgorithmMismatch => "token algorithm does not match key",
+            TokenError::UnsupportedCriticalHeader => "token has unsupported critical header",
+            TokenError::KeyNotFound => "token signing key not found",
+            TokenError::SignatureInvalid => "token signature invalid",
+            TokenError::IssuerNotTrusted => "token issuer not trusted",
+            TokenError::AudienceNotAccepted => "token audience not accepted",
+            TokenError::Expired => "token expired",
+            TokenError::NotYetValid => "token not yet valid",
+            TokenError::IssuedInFuture => "token issued in the future",
+            TokenError::MissingExpiry => "token has no expiry",
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// A token split and decoded, signature not yet checked.
+#[derive(Debug, Clone)]
+pub struct UnverifiedToken {
+    pub alg: Algorithm,
+    pub kid: Option<String>,
+    pub claims: Claims,
+}
+
+/// The registered claims the filter uses, type-checked, plus the whole claim set for
+/// `claim_to_headers`.
+#[derive(Debug, Clone, Default)]
+pub struct Claims {
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    pub aud: Vec<String>,
+    pub exp: Option<u64>,
+    pub nbf: Option<u64>,
+    pub iat: Option<u64>,
+    /// Union of `scp` (array or space-separated string, Okta) and `scope` (space-separated).
+    pub scopes: Vec<String>,
+    /// `client_id` (RFC 9068), else `azp` (OIDC), else `cid` (Okta).
+    pub client_id: Option<String>,
+    pub all: Map<String, Value>,
+}
+
+pub fn parse(token: &str, max_bytes: usize) -> Result<UnverifiedToken, TokenError> {
+    if token.len() > max_bytes {
+        return Err(TokenError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let header = decode_object(header_b64)?;
+    if signature_b64.is_empty() || URL_SAFE_NO_PAD.decode(signature_b64).is_err() {
+        // An empty signature is what `alg: none` tokens carry; say so when that is the case.
+        return match header.get("alg").and_then(Value::as_str) {
+            Some(a) if Algorithm::from_name(a).is_none() => Err(TokenError::AlgorithmNotAllowed),
+            _ => Err(TokenError::Malformed),
+        };
+    }
+    let alg = match header.get("alg") {
+        Some(Value::String(a)) => Algorithm::from_name(a).ok_or(TokenError::AlgorithmNotAllowed)?,
+        _ => return Err(TokenError::Malformed),
+    };
+    if header.contains_key("crit") {
+        return Err(TokenError::UnsupportedCriticalHeader);
+    }
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err(TokenError::Malformed),
+    };
+    let claims = Claims::from_map(decode_object(payload_b64)?)?;
+    Ok(UnverifiedToken { alg, kid, claims })
+}
+
+fn decode_object(part: &str) -> Result<Map<String, Value>, TokenError> {
+    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed)?;
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let object = de
+        .deserialize_map(UniqueKeysObject)
+        .map_err(|_| TokenError::Malformed)?;
+    de.end().map_err(|_| TokenError::Malformed)?;
+    Ok(object)
+}
+
+/// Deserializes a JSON object, refusing duplicate member names at the top level.
+struct UniqueKeysObject;
+
+impl<'de> Visitor<'de> for UniqueKeysObject {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+        let mut map = Map::new();
+        while let Some((key, value)) = access.next_entry::<String, Value>()? {
+            if map.contains_key(&key) {
+                return Err(serde::de::Error::custom("duplicate member"));
+            }
+            map.insert(key, value);
+        }
+        Ok(map)
+    }
+}
+
+impl Claims {
+    fn from_map(all: Map<String, Value>) -> Result<Claims, TokenError> {
+        let string = |name: &str| -> Result<Option<String>, TokenError> {
+            match all.get(name) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(TokenError::Malformed),
+            }
+        };
+        let aud = match all.get("aud") {
+            None => Vec::new(),
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).ok_or(TokenError::Malformed))
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(TokenError::Malformed),
+        };
+        let mut scopes = Vec::new();
+        for name in ["scp", "scope"] {
+            match all.get(name) {
+                None => {}
+                Some(Value::String(s)) => scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_string)),
+                Some(Value::Array(items)) => {
+                    for item in items {
+                        scopes.push(item.as_str().ok_or(TokenError::Malformed)?.to_string());
+                    }
+                }
+                Some(_) => return Err(TokenError::Malformed),
+            }
+        }
+        let client_id = match string("client_id")? {
+            Some(c) => Some(c),
+            None => match string("azp")? {
+                Some(c) => Some(c),
+                None => string("cid")?,
+            },
+        };
+        Ok(Claims {
+            iss: string("iss")?,
+            sub: string("sub")?,
+            aud,
+            exp: numeric_date(all.get("exp"))?,
+            nbf: numeric_date(all.get("nbf"))?,
+            iat: numeric_date(all.get("iat"))?,
+            scopes,
+            client_id,
+            all,
+        })
+    }
+
+    /// Time checks with the provider's clock skew. `now` is seconds since the epoch.
+    pub fn check_time(&self, now: u64, skew: u64) -> Result<(), TokenError> {
+        let exp = self.exp.ok_or(TokenError::MissingExpiry)?;
+        if now >= exp.saturating_add(skew) {
+            return Err(TokenError::Expired);
+        }
+        if let Some(nbf) = self.nbf {
+            if now.saturating_add(skew) < nbf {
+                return Err(TokenError::NotYetValid);
+            }
+        }
+        if let Some(iat) = self.iat {
+            if now.saturating_add(skew) < iat {
+                return Err(TokenError::IssuedInFuture);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn has_audience_in(&self, accepted: &[String]) -> bool {
+        self.aud.iter().any(|a| accepted.contains(a))
+    }
+
+    /// The value of a (possibly dotted) claim as a header value: strings as they are, numbers
+    /// and booleans printed, arrays of those joined by commas. `None` for objects, missing
+    /// claims and values that could not sit safely in a header.
+    pub fn header_value(&self, path: &[String]) -> Option<String> {
+        let (first, rest) = path.split_first()?;
+        let mut value = self.all.get(first)?;
+        for segment in rest {
+            value = value.get(segment)?;
+        }
+        let text = match value {
+            Value::Array(items) => items
+                .iter()
+                .map(scalar_text)
+                .collect::<Option<Vec<_>>>()?
+                .join(","),
+            other => scalar_text(other)?,
+        };
+        let safe = text.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
+        (safe && text.len() <= 4096).then_some(text)
+    }
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// RFC 7519 NumericDate: a non-negative JSON number of seconds (fractions allowed and
+/// truncated). Anything else makes the token malformed; huge values saturate.
+fn numeric_date(v: Option<&Value>) -> Result<Option<u64>, TokenError> {
+    match v {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(u) = n.as_u64() {
+                Ok(Some(u))
+            } else {
+                match n.as_f64() {
+                    Some(f) if f.is_finite() && f >= 0.0 => Ok(Some(f as u64)),
+                    _ => Err(TokenError::Malformed),
+                }
+            }
+        }
+        Some(_) => Err(TokenError::Malformed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(v: &str) -> String {
+        URL_SAFE_NO_PAD.encode(v)
+    }
+
+    fn token(header: &str, payload: &str) -> String {
+        format!("{}.{}.{}", b64(header), b64(payload), b64("sig"))
+    }
+
+    const HEADER: &str = r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#;
+
+    #[test]
+    fn reads_registered_claims() {
+        let t = token(
+            HEADER,
+            r#"{"iss":"i","sub":"alice","aud":["a","b"],"exp":200,"nbf":100,"iat":100.7,
+                "scp":["mcp:tools:call"],"scope":"extra more","cid":"client-1"}"#,
+        );
+        let parsed = parse(&t, 16384).unwrap();
+        assert_eq!(parsed.alg, Algorithm::RS256);
+        assert_eq!(parsed.kid.as_deref(), Some("k1"));
+        let c = parsed.claims;
+        assert_eq!(c.iss.as_deref(), Some("i"));
+        assert_eq!(c.sub.as_deref(), Some("alice"));
+        assert_eq!(c.aud, vec!["a", "b"]);
+        assert_eq!((c.exp, c.nbf, c.iat), (Some(200), Some(100), Some(100)));
+        assert_eq!(c.scopes, vec!["mcp:tools:call", "extra", "more"]);
+        assert_eq!(c.client_id.as_deref(), Some("client-1"));
+    }
+
+    #[test]
+    fn audience_as_a_string() {
+        let t = token(HEADER, r#"{"aud":"only","exp":1}"#);
+        assert_eq!(parse(&t, 16384).unwrap().claims.aud, vec!["only"]);
+    }
+
+    #[test]
+    fn refuses_malformed_shapes() {
+        let ok_payload = r#"{"exp":1}"#;
+        let cases = [
+            "".to_string(),
+            "a.b".to_string(),
+            "a.b.c.d.e".to_string(),
+            format!("{}.{}.", b64(HEADER), b64(ok_payload)),
+            format!("{}=.{}.{}", b64(HEADER), b64(ok_payload), b64("s")),
+            format!("{} .{}.{}", b64(HEADER), b64(ok_payload), b64("s")),
+            token("[]", ok_payload),
+            token(HEADER, "[1]"),
+            token(HEADER, "not json"),
+            token(r#"{"alg":"RS256","alg":"RS256"}"#, ok_payload),
+            token(HEADER, r#"{"exp":1,"exp":99999999999}"#),
+            token(HEADER, r#"{"exp":"1"}"#),
+            token(HEADER, r#"{"exp":-1}"#),
+            token(HEADER, r#"{"aud":7,"exp":1}"#),
+            token(HEADER, r#"{"aud":[7],"exp":1}"#),
+            token(HEADER, r#"{"iss":["x"],"exp":1}"#),
+            token(HEADER, r#"{"scp":{"a":1},"exp":1}"#),
+            token(r#"{"alg":7}"#, ok_payload),
+            token(r#"{"alg":"RS256","kid":1}"#, ok_payload),
+            token(HEADER, r#"{"exp":1} trailing"#),
+        ];
+        for t in cases {
+            assert_eq!(parse(&t, 16384).unwrap_err(), TokenError::Malformed, "{t}");
+        }
+        let non_utf8 = format!("{}.{}.{}", b64(HEADER), URL_SAFE_NO_PAD.encode([0xff, 0xfe]), b64("s"));
+        assert_eq!(parse(&non_utf8, 16384).unwrap_err(), TokenError::Malformed);
+    }
+
+    #[test]
+    fn refuses_none_hmac_and_crit() {
+        let none = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(r#"{"exp":1}"#));
+        assert_eq!(parse(&none, 16384).unwrap_err(), TokenError::AlgorithmNotAllowed);
+        let hs = token(r#"{"alg":"HS256"}"#, r#"{"exp":1}"#);
+        assert_eq!(parse(&hs, 16384).unwrap_err(), TokenError::AlgorithmNotAllowed);
+        let crit = token(r#"{"alg":"RS256","crit":["b64"],"b64":false}"#, r#"{"exp":1}"#);
+        assert_eq!(parse(&crit, 16384).unwrap_err(), TokenError::UnsupportedCriticalHeader);
+    }
+
+    #[test]
+    fn size_limit() {
+        let big = token(HEADER, &format!(r#"{{"exp":1,"pad":"{}"}}"#, "x".repeat(20_000)));
+        assert_eq!(parse(&big, 16384).unwrap_err(), TokenError::TooLarge);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!(r#"{{"exp":1,"x":{}{}}}"#, "[".repeat(5000), "]".repeat(5000));
+        assert_eq!(parse(&token(HEADER, &deep), 1 << 20).unwrap_err(), TokenError::Malformed);
+    }
+
+    #[test]
+    fn time_checks_apply_skew() {
+        let c = Claims {
+            exp: Some(1000),
+            nbf: Some(500),
+            iat: Some(500),
+            ..Default::default()
+        };
+        assert_eq!(c.check_time(700, 0), Ok(()));
+        assert_eq!(c.check_time(1000, 0), Err(TokenError::Expired));
+        assert_eq!(c.check_time(1059, 60), Ok(()));
+        assert_eq!(c.check_time(1060, 60), Err(TokenError::Expired));
+        assert_eq!(c.check_time(499, 0), Err(TokenError::NotYetValid));
+        assert_eq!(c.check_time(441, 60), Ok(()));
+        let no_exp = Claims::default();
+        assert_eq!(no_exp.check_time(1, 60), Err(TokenError::MissingExpiry));
+        let future_iat = Claims {
+            exp: Some(10_000),
+            iat: Some(5_000),
+            ..Default::default()
+        };
+        assert_eq!(future_iat.check_time(1000, 60), Err(TokenError::IssuedInFuture));
+        let huge = Claims {
+            exp: Some(u64::MAX),
+            ..Default::default()
+        };
+        assert_eq!(huge.check_time(u64::MAX - 1, 60), Ok(()));
+    }
+
+    #[test]
+    fn header_values_from_claims() {
+        let t = token(
+            HEADER,
+            r#"{"exp":1,"sub":"alice","n":3,"ok":true,"groups":["a","b"],
+                "org":{"id":"o1"},"evil":"a\r\nx-injected: 1","obj":{"k":1}}"#,
+        );
+        let c = parse(&t, 16384).unwrap().claims;
+        let path = |s: &str| s.split('.').map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(c.header_value(&path("sub")).as_deref(), Some("alice"));
+        assert_eq!(c.header_value(&path("n")).as_deref(), Some("3"));
+        assert_eq!(c.header_value(&path("ok")).as_deref(), Some("true"));
+        assert_eq!(c.header_value(&path("groups")).as_deref(), Some("a,b"));
+        assert_eq!(c.header_value(&path("org.id")).as_deref(), Some("o1"));
+        assert_eq!(c.header_value(&path("evil")), None);
+        assert_eq!(c.header_value(&path("obj")), None);
+        assert_eq!(c.header_value(&path("missing")), None);
+    }
+}

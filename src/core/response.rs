@@ -1,0 +1,324 @@
+//! Responses the filter sends itself: RFC 6750 challenges, RFC 9728 Protected Resource
+//! Metadata, and small JSON errors. Built from the configuration and fixed strings only: no
+//! request data is ever echoed into a header or a body.
+
+use serde_json::json;
+
+use crate::core::config::{Config, PRM_WELL_KNOWN};
+use crate::core::jwt::TokenError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResponse {
+    pub status: u32,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl LocalResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a request was refused: the label used in metrics and the audit line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenyReason {
+    MissingToken,
+    InvalidRequest,
+    Token(TokenError),
+    InsufficientScope,
+    JwksUnavailable,
+}
+
+impl DenyReason {
+    pub const ALL: [DenyReason; 17] = [
+        DenyReason::MissingToken,
+        DenyReason::InvalidRequest,
+        DenyReason::Token(TokenError::Malformed),
+        DenyReason::Token(TokenError::TooLarge),
+        DenyReason::Token(TokenError::AlgorithmNotAllowed),
+        DenyReason::Token(TokenError::AlgorithmMismatch),
+        DenyReason::Token(TokenError::UnsupportedCriticalHeader),
+        DenyReason::Token(TokenError::KeyNotFound),
+        DenyReason::Token(TokenError::SignatureInvalid),
+        DenyReason::Token(TokenError::IssuerNotTrusted),
+        DenyReason::Token(TokenError::AudienceNotAccepted),
+        DenyReason::Token(TokenError::Expired),
+        DenyReason::Token(TokenError::NotYetValid),
+        DenyReason::Token(TokenError::IssuedInFuture),
+        DenyReason::Token(TokenError::MissingExpiry),
+        DenyReason::InsufficientScope,
+        DenyReason::JwksUnavailable,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DenyReason::MissingToken => "missing_token",
+            DenyReason::InvalidRequest => "invalid_request",
+            DenyReason::InsufficientScope => "insufficient_scope",
+            DenyReason::JwksUnavailable => "jwks_unavailable",
+            DenyReason::Token(e) => match e {
+                TokenError::Malformed => "token_malformed",
+                TokenError::TooLarge => "token_too_large",
+                TokenError::AlgorithmNotAllowed => "algorithm_not_allowed",
+                TokenError::AlgorithmMismatch => "algorithm_mismatch",
+                TokenError::UnsupportedCriticalHeader => "unsupported_critical_header",
+                TokenError::KeyNotFound => "key_not_found",
+                TokenError::SignatureInvalid => "signature_invalid",
+                TokenError::IssuerNotTrusted => "issuer_not_trusted",
+                TokenError::AudienceNotAccepted => "audience_not_accepted",
+                TokenError::Expired => "token_expired",
+                TokenError::NotYetValid => "token_not_yet_valid",
+                TokenError::IssuedInFuture => "token_issued_in_future",
+                TokenError::MissingExpiry => "missing_expiry",
+            },
+        }
+    }
+}
+
+/// Pre-rendered pieces of every response, built once per configuration.
+#[derive(Debug, Clone)]
+pub struct Responses {
+    /// `resource_metadata="…"` and, when scopes are required, `, scope="…"`.
+    challenge_params: String,
+    scope_param: Option<String>,
+    resource_metadata_param: String,
+    metadata_body: Vec<u8>,
+    metadata_path: String,
+}
+
+const JSON: &str = "application/json";
+
+impl Responses {
+    pub fn new(config: &Config) -> Responses {
+        let resource_metadata_param = format!("resource_metadata=\"{}\"", config.resource_metadata_url);
+        let scope_param = (!config.required_scopes.is_empty())
+            .then(|| format!("scope=\"{}\"", config.required_scopes.join(" ")));
+        let challenge_params = match &scope_param {
+            Some(scope) => format!("{resource_metadata_param}, {scope}"),
+            None => resource_metadata_param.clone(),
+        };
+        let mut metadata = json!({
+            "resource": config.resource,
+            "authorization_servers": config.authorization_servers,
+            "bearer_methods_supported": ["header"],
+        });
+        if !config.scopes_supported.is_empty() {
+            metadata["scopes_supported"] = json!(config.scopes_supported);
+        }
+        if let Some(name) = &config.resource_name {
+            metadata["resource_name"] = json!(name);
+        }
+        Responses {
+            challenge_params,
+            scope_param,
+            resource_metadata_param,
+            metadata_body: metadata.to_string().into_bytes(),
+            metadata_path: config.resource_metadata_path.clone(),
+        }
+    }
+
+    /// The RFC 9728 endpoints: the root form and the path-inserted form for our resource.
+    /// `None` when the path is not a metadata path.
+    pub fn metadata(&self, method: &str, path: &str) -> Option<LocalResponse> {
+        let path = path.split('?').next().unwrap_or(path);
+        let is_ours = path == PRM_WELL_KNOWN || path == self.metadata_path;
+        if !is_ours {
+            if path.starts_with(PRM_WELL_KNOWN) && path[PRM_WELL_KNOWN.len()..].starts_with('/') {
+                return Some(json_error(404, "not_found", "no protected resource at this path", vec![]));
+            }
+            return None;
+        }
+        let cors = || {
+            vec![
+                ("access-control-allow-origin", "*".to_string()),
+                ("access-control-allow-methods", "GET, HEAD, OPTIONS".to_string()),
+                (
+                    "access-control-allow-headers",
+                    "authorization, content-type, mcp-protocol-version".to_string(),
+                ),
+                ("access-control-max-age", "86400".to_string()),
+            ]
+        };
+        Some(match method {
+            "GET" | "HEAD" => {
+                let mut headers = cors();
+                headers.push(("content-type", JSON.to_string()));
+                headers.push(("cache-control", "max-age=300".to_string()));
+                let body = if method == "GET" { self.metadata_body.clone() } else { Vec::new() };
+                LocalResponse { status: 200, headers, body }
+            }
+            "OPTIONS" => LocalResponse {
+                status: 204,
+                headers: cors(),
+                body: Vec::new(),
+            },
+            _ => json_error(
+                405,
+                "method_not_allowed",
+                "use GET",
+                vec![("allow", "GET, HEAD, OPTIONS".to_string())],
+            ),
+        })
+    }
+
+    pub fn deny(&self, reason: DenyReason) -> LocalResponse {
+        match reason {
+            DenyReason::MissingToken => self.challenge(401, None, "unauthorized", "bearer token required"),
+            DenyReason::InvalidRequest => self.challenge(
+                401,
+                Some("invalid_request"),
+                "invalid_request",
+                "malformed authorization header",
+            ),
+            DenyReason::Token(e) => self.challenge(401, Some("invalid_token"), "invalid_token", e.describe()),
+            DenyReason::InsufficientScope => {
+                let description = "token lacks required scope";
+                let mut value = String::from("Bearer error=\"insufficient_scope\"");
+                if let Some(scope) = &self.scope_param {
+                    value.push_str(", ");
+                    value.push_str(scope);
+                }
+                value.push_str(&format!(
+                    ", {}, error_description=\"{description}\"",
+                    self.resource_metadata_param
+                ));
+                json_error(403, "insufficient_scope", description, vec![("www-authenticate", value)])
+            }
+            DenyReason::JwksUnavailable => json_error(
+                503,
+                "temporarily_unavailable",
+                "signing keys unavailable",
+                vec![("retry-after", "1".to_string())],
+            ),
+        }
+    }
+
+    fn challenge(
+        &self,
+        status: u32,
+        error: Option<&str>,
+        body_error: &str,
+        description: &str,
+    ) -> LocalResponse {
+        let value = match error {
+            None => format!("Bearer {}", self.challenge_params),
+            Some(e) => format!(
+                "Bearer {}, error=\"{e}\", error_description=\"{description}\"",
+                self.challenge_params
+            ),
+        };
+        json_error(status, body_error, description, vec![("www-authenticate", value)])
+    }
+}
+
+fn json_error(
+    status: u32,
+    error: &str,
+    description: &str,
+    mut headers: Vec<(&'static str, String)>,
+) -> LocalResponse {
+    headers.push(("content-type", JSON.to_string()));
+    // Browser-based MCP clients must be able to read the challenge.
+    headers.push(("access-control-allow-origin", "*".to_string()));
+    headers.push(("access-control-expose-headers", "www-authenticate".to_string()));
+    headers.push(("cache-control", "no-store".to_string()));
+    LocalResponse {
+        status,
+        headers,
+        body: json!({"error": error, "error_description": description})
+            .to_string()
+            .into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::from_json(
+            br#"{"resource":"https://mcp.example.com/mcp","resource_name":"Demo",
+                 "scopes_supported":["mcp:tools:call","mcp:read"],"required_scopes":["mcp:tools:call"],
+                 "providers":{"p":{"issuer":"https://idp.example.com",
+                   "remote_jwks":{"http_uri":{"uri":"https://idp.example.com/jwks","cluster":"idp"}}}}}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn missing_token_challenge() {
+        let r = Responses::new(&config()).deny(DenyReason::MissingToken);
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\", scope=\"mcp:tools:call\"")
+        );
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["error"], "unauthorized");
+    }
+
+    #[test]
+    fn invalid_token_challenge_names_the_problem() {
+        let r = Responses::new(&config()).deny(DenyReason::Token(TokenError::Expired));
+        assert_eq!(r.status, 401);
+        let h = r.header("www-authenticate").unwrap();
+        assert!(h.ends_with("error=\"invalid_token\", error_description=\"token expired\""), "{h}");
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["error_description"], "token expired");
+    }
+
+    #[test]
+    fn insufficient_scope_is_a_403_step_up() {
+        let r = Responses::new(&config()).deny(DenyReason::InsufficientScope);
+        assert_eq!(r.status, 403);
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer error=\"insufficient_scope\", scope=\"mcp:tools:call\", resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\", error_description=\"token lacks required scope\"")
+        );
+    }
+
+    #[test]
+    fn jwks_unavailable_is_a_503() {
+        let r = Responses::new(&config()).deny(DenyReason::JwksUnavailable);
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert!(r.header("www-authenticate").is_none());
+    }
+
+    #[test]
+    fn metadata_at_both_paths() {
+        let responses = Responses::new(&config());
+        for path in [
+            "/.well-known/oauth-protected-resource",
+            "/.well-known/oauth-protected-resource/mcp",
+            "/.well-known/oauth-protected-resource/mcp?x=1",
+        ] {
+            let r = responses.metadata("GET", path).unwrap();
+            assert_eq!(r.status, 200, "{path}");
+            assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+            let doc: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(doc["resource"], "https://mcp.example.com/mcp");
+            assert_eq!(doc["authorization_servers"], json!(["https://idp.example.com"]));
+            assert_eq!(doc["scopes_supported"], json!(["mcp:tools:call", "mcp:read"]));
+            assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+            assert_eq!(doc["resource_name"], "Demo");
+        }
+        assert_eq!(responses.metadata("OPTIONS", "/.well-known/oauth-protected-resource").unwrap().status, 204);
+        assert_eq!(responses.metadata("POST", "/.well-known/oauth-protected-resource").unwrap().status, 405);
+        assert_eq!(responses.metadata("GET", "/.well-known/oauth-protected-resource/other").unwrap().status, 404);
+        assert!(responses.metadata("GET", "/.well-known/oauth-protected-resourcex").is_none());
+        assert!(responses.metadata("GET", "/mcp").is_none());
+    }
+
+    #[test]
+    fn every_reason_has_a_distinct_label() {
+        let mut labels: Vec<_> = DenyReason::ALL.iter().map(|r| r.label()).collect();
+        labels.sort();
+        labels.dedup();
+        assert_eq!(labels.len(), DenyReason::ALL.len());
+    }
+}

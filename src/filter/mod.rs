@@ -1,0 +1,199 @@
+//! The proxy-wasm layer: translates host calls into core calls. No policy lives here.
+//!
+//! * [`Root`] (one per worker VM) loads the configuration, refuses to start on an invalid one,
+//!   and ticks once a second for background JWKS refreshes and deadlines.
+//! * [`HttpFilter`] (one per request) reads the request head, asks the [`Worker`], and either
+//!   forwards, answers, or pauses until keys arrive.
+
+mod metrics;
+mod worker;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+
+use crate::core::config::Config;
+use worker::{apply_headers, apply_to_contexts, now_ms, send, RequestHead, Worker};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(Root { context_id, shared: Shared::default() })
+    });
+}}
+
+const TICK: Duration = Duration::from_secs(1);
+
+/// Worker state plus the contexts that ended while the state was borrowed (a host call made
+/// on behalf of one request can end another request's stream synchronously).
+#[derive(Clone, Default)]
+struct Shared {
+    worker: Rc<RefCell<Option<Worker>>>,
+    ended: Rc<RefCell<Vec<u32>>>,
+}
+
+impl Shared {
+    /// Runs `f` on the worker state, after forgetting the contexts that ended meanwhile.
+    fn with<T>(&self, f: impl FnOnce(&mut Worker) -> T) -> Option<T> {
+        let mut guard = self.worker.try_borrow_mut().ok()?;
+        let worker = guard.as_mut()?;
+        if let Ok(mut ended) = self.ended.try_borrow_mut() {
+            for id in ended.drain(..) {
+                worker.on_context_gone(id);
+            }
+        }
+        Some(f(worker))
+    }
+}
+
+struct Root {
+    context_id: u32,
+    shared: Shared,
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let id = self.context_id;
+        let actions = self
+            .shared
+            .with(|w| w.on_fetch_reply(token, id, body_size, now_ms()))
+            .unwrap_or_default();
+        apply_to_contexts(actions, id);
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let config = match Config::from_json(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("mcp_auth_filter: invalid configuration: {e}");
+                return false;
+            }
+        };
+        log::info!(
+            "mcp_auth_filter: configured for resource {} with {} provider(s)",
+            config.resource,
+            config.providers.len()
+        );
+        let worker = Worker::new(config);
+        let needs_tick = worker.has_remote_keys();
+        *self.shared.worker.borrow_mut() = Some(worker);
+        if needs_tick {
+            let _ = hostcalls::set_tick_period(TICK);
+        }
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let id = self.context_id;
+        let actions = self.shared.with(|w| w.on_tick(id, now_ms())).unwrap_or_default();
+        apply_to_contexts(actions, id);
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(HttpFilter {
+            context_id,
+            shared: self.shared.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct HttpFilter {
+    context_id: u32,
+    shared: Shared,
+}
+
+impl HttpFilter {
+    fn read_head(&self) -> RequestHead {
+        let headers = self.get_http_request_headers();
+        let mut method = String::new();
+        let mut path = String::new();
+        let mut authorization = None;
+        let mut authorization_count = 0;
+        let mut origin = false;
+        let mut preflight_method = false;
+        for (name, value) in headers {
+            match name.as_str() {
+                ":method" => method = value,
+                ":path" => path = value,
+                "authorization" => {
+                    authorization_count += 1;
+                    authorization = Some(value);
+                }
+                "origin" => origin = true,
+                "access-control-request-method" => preflight_method = true,
+                _ => {}
+            }
+        }
+        let is_cors_preflight = method == "OPTIONS" && origin && preflight_method;
+        RequestHead {
+            method,
+            path,
+            authorization,
+            repeated_authorization: authorization_count > 1,
+            is_cors_preflight,
+        }
+    }
+}
+
+impl Context for HttpFilter {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let id = self.context_id;
+        let actions = self
+            .shared
+            .with(|w| w.on_fetch_reply(token, id, body_size, now_ms()))
+            .unwrap_or_default();
+        apply_to_contexts(actions, id);
+    }
+}
+
+impl HttpContext for HttpFilter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let head = self.read_head();
+        let id = self.context_id;
+        let Some(action) = self.shared.with(|w| w.on_request(id, head, now_ms())) else {
+            // No configuration (cannot happen once on_configure succeeded): fail closed.
+            send(&crate::core::response::LocalResponse {
+                status: 503,
+                headers: vec![("content-type", "application/json".into())],
+                body: br#"{"error":"temporarily_unavailable","error_description":"filter not ready"}"#.to_vec(),
+            });
+            return Action::Pause;
+        };
+        match action {
+            worker::Action::Forward { remove, set } => {
+                apply_headers(&remove, &set);
+                Action::Continue
+            }
+            worker::Action::Respond(response) => {
+                send(&response);
+                Action::Pause
+            }
+            worker::Action::Park => Action::Pause,
+        }
+    }
+}
+
+impl Drop for HttpFilter {
+    fn drop(&mut self) {
+        let id = self.context_id;
+        if self.shared.with(|w| w.on_context_gone(id)).is_none() {
+            if let Ok(mut ended) = self.shared.ended.try_borrow_mut() {
+                ended.push(id);
+            }
+        }
+    }
+}
