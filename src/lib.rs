@@ -2,10 +2,22 @@
 //!
 //! * [`core`] decides (configuration, JWT and JWKS, challenges, metadata, caches) and knows
 //!   nothing of the host.
-//! * `filter` (wasm32 only) translates host calls into core calls and holds the state of
+//! * `filter` translates host calls into core calls and holds the state of
 //!   pending callouts and parked requests.
+
+// The filter must never panic on input: a panic kills the worker's VM.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo
+    )
+)]
 
 pub mod core;
 
-#[cfg(target_arch = "wasm32")]
 mod filter;

@@ -68,7 +68,7 @@ pub struct Keyring {
 
 enum ProviderKeys {
     Local(KeySet),
-    Remote(JwksCache),
+    Remote(Box<JwksCache>),
 }
 
 impl Keyring {
@@ -78,7 +78,7 @@ impl Keyring {
             .iter()
             .map(|p| match &p.keys {
                 KeySource::Local(set) => ProviderKeys::Local(set.clone()),
-                KeySource::Remote(r) => ProviderKeys::Remote(JwksCache::new(r.clone())),
+                KeySource::Remote(r) => ProviderKeys::Remote(Box::new(JwksCache::new(r.clone()))),
             })
             .collect();
         Keyring { providers }
@@ -127,7 +127,12 @@ impl Keyring {
     }
 
     /// The fetch to start for a request that must wait, if one is not already in flight.
-    pub fn fetch_for(&mut self, provider: usize, wait_for: WaitFor, now_ms: u64) -> Option<FetchRequest> {
+    pub fn fetch_for(
+        &mut self,
+        provider: usize,
+        wait_for: WaitFor,
+        now_ms: u64,
+    ) -> Option<FetchRequest> {
         let cache = self.remote_mut(provider)?;
         match wait_for {
             WaitFor::FirstKeys => cache.due_fetch(now_ms),
@@ -217,9 +222,7 @@ impl Authenticator {
                 self.authorize(identity, fingerprint, false)
             }
             Err(Verification::Wait(provider, wait_for)) => Decision::Wait { provider, wait_for },
-            Err(Verification::Deny(reason)) => {
-                self.deny(reason, None, Some(fingerprint))
-            }
+            Err(Verification::Deny(reason)) => self.deny(reason, None, Some(fingerprint)),
         }
     }
 
@@ -233,12 +236,11 @@ impl Authenticator {
     ) -> Result<usize, Verification> {
         let claims = &token.claims;
         let deny = |e: TokenError| Verification::Deny(DenyReason::Token(e));
-        let provider_index = claims
+        let (provider_index, provider) = claims
             .iss
             .as_deref()
             .and_then(|iss| self.config.provider_for_issuer(iss))
             .ok_or(deny(TokenError::IssuerNotTrusted))?;
-        let provider = &self.config.providers[provider_index];
         claims
             .check_time(now_ms / 1000, provider.clock_skew_seconds)
             .map_err(deny)?;
@@ -257,11 +259,13 @@ impl Authenticator {
             KeyLookup::Candidates(c) => c,
             KeyLookup::AlgorithmMismatch => return Err(deny(TokenError::AlgorithmMismatch)),
             KeyLookup::UnknownKey => {
-                return Err(if keyring.may_refetch_for_unknown_kid(provider_index, now_ms) {
-                    Verification::Wait(provider_index, WaitFor::UnknownKid)
-                } else {
-                    deny(TokenError::KeyNotFound)
-                })
+                return Err(
+                    if keyring.may_refetch_for_unknown_kid(provider_index, now_ms) {
+                        Verification::Wait(provider_index, WaitFor::UnknownKid)
+                    } else {
+                        deny(TokenError::KeyNotFound)
+                    },
+                )
             }
         };
         let mut failure = TokenError::SignatureInvalid;
@@ -277,16 +281,17 @@ impl Authenticator {
     }
 
     fn identity(&self, provider: usize, token: &UnverifiedToken) -> Identity {
-        let p = &self.config.providers[provider];
+        let p = self.config.providers.get(provider);
         let claims = &token.claims;
         let headers = p
-            .claim_to_headers
+            .map(|p| p.claim_to_headers.as_slice())
+            .unwrap_or_default()
             .iter()
             .filter_map(|c| Some((c.header_name.clone(), claims.header_value(&c.claim_path)?)))
             .collect();
         Identity {
             provider,
-            issuer: p.issuer.clone(),
+            issuer: p.map(|p| p.issuer.clone()).unwrap_or_default(),
             subject: claims.sub.clone(),
             client_id: claims.client_id.clone(),
             scopes: claims.scopes.clone(),
@@ -301,7 +306,11 @@ impl Authenticator {
             .iter()
             .any(|s| !identity.scopes.contains(s));
         if missing_scope {
-            return self.deny(DenyReason::InsufficientScope, Some(identity), Some(fingerprint));
+            return self.deny(
+                DenyReason::InsufficientScope,
+                Some(identity),
+                Some(fingerprint),
+            );
         }
         Decision::Allow {
             identity,
@@ -363,9 +372,9 @@ pub fn bearer_token(value: &str) -> Option<&str> {
     let token = rest.trim_start_matches([' ', '\t']);
     let body = token.trim_end_matches('=');
     let valid = !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'));
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        });
     valid.then_some(token)
 }
 
@@ -420,7 +429,8 @@ mod tests {
     }
 
     fn remote_setup(extra: serde_json::Value) -> (Authenticator, Keyring) {
-        let mut remote = json!({"http_uri": {"uri": "https://idp.example.com/jwks", "cluster": "idp"}});
+        let mut remote =
+            json!({"http_uri": {"uri": "https://idp.example.com/jwks", "cluster": "idp"}});
         if let (Some(r), Some(e)) = (remote.as_object_mut(), extra.as_object()) {
             r.extend(e.clone());
         }
@@ -484,15 +494,33 @@ mod tests {
         let (mut auth, keyring) = local_setup();
         let header = bearer(&sign(claims_at(NOW)));
         let d = auth.decide(&request(Authorization::Present(&header)), &keyring, NOW_MS);
-        let Decision::Allow { identity, cache_hit, fingerprint } = d else {
+        let Decision::Allow {
+            identity,
+            cache_hit,
+            fingerprint,
+        } = d
+        else {
             panic!("expected allow, got {d:?}")
         };
         assert!(!cache_hit);
         assert_eq!(fingerprint.len(), 16);
         assert_eq!(identity.subject.as_deref(), Some("alice"));
-        assert_eq!(identity.headers, vec![("x-user".to_string(), "alice".to_string())]);
-        let again = auth.decide(&request(Authorization::Present(&header)), &keyring, NOW_MS + 1000);
-        assert!(matches!(again, Decision::Allow { cache_hit: true, .. }));
+        assert_eq!(
+            identity.headers,
+            vec![("x-user".to_string(), "alice".to_string())]
+        );
+        let again = auth.decide(
+            &request(Authorization::Present(&header)),
+            &keyring,
+            NOW_MS + 1000,
+        );
+        assert!(matches!(
+            again,
+            Decision::Allow {
+                cache_hit: true,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -508,7 +536,11 @@ mod tests {
         assert_eq!(reason(&d), Some(DenyReason::Token(TokenError::Expired)));
         // Within the skew it is still fine.
         let (mut auth, keyring) = local_setup();
-        let d = auth.decide(&request(Authorization::Present(&header)), &keyring, later - 1000);
+        let d = auth.decide(
+            &request(Authorization::Present(&header)),
+            &keyring,
+            later - 1000,
+        );
         assert!(matches!(d, Decision::Allow { .. }));
     }
 
@@ -517,7 +549,15 @@ mod tests {
         let (mut auth, keyring) = local_setup();
         let d = auth.decide(&request(Authorization::Absent), &keyring, NOW_MS);
         assert_eq!(reason(&d), Some(DenyReason::MissingToken));
-        for bad in ["Basic abc", "Bearer", "Bearer ", "Bearer a b", "Bearer a\"b", "bearer,x", "Token x"] {
+        for bad in [
+            "Basic abc",
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer a\"b",
+            "bearer,x",
+            "Token x",
+        ] {
             let d = auth.decide(&request(Authorization::Present(bad)), &keyring, NOW_MS);
             assert_eq!(reason(&d), Some(DenyReason::InvalidRequest), "{bad}");
         }
@@ -544,9 +584,18 @@ mod tests {
         };
         check(claims_at(NOW - 1000), TokenError::Expired);
         check(claims_at(NOW + 1000), TokenError::NotYetValid);
-        check(claims_at(NOW).with_issuer("https://evil.example.com"), TokenError::IssuerNotTrusted);
-        check(claims_at(NOW).with_issuer(format!("{ISS}/")), TokenError::IssuerNotTrusted);
-        check(claims_at(NOW).with_audience("https://other.example.com"), TokenError::AudienceNotAccepted);
+        check(
+            claims_at(NOW).with_issuer("https://evil.example.com"),
+            TokenError::IssuerNotTrusted,
+        );
+        check(
+            claims_at(NOW).with_issuer(format!("{ISS}/")),
+            TokenError::IssuerNotTrusted,
+        );
+        check(
+            claims_at(NOW).with_audience("https://other.example.com"),
+            TokenError::AudienceNotAccepted,
+        );
         let mut no_exp = claims_at(NOW);
         no_exp.expires_at = None;
         check(no_exp, TokenError::MissingExpiry);
@@ -578,7 +627,10 @@ mod tests {
             .unwrap();
         let header = bearer(&forged);
         let d = auth.decide(&request(Authorization::Present(&header)), &keyring, NOW_MS);
-        assert_eq!(reason(&d), Some(DenyReason::Token(TokenError::SignatureInvalid)));
+        assert_eq!(
+            reason(&d),
+            Some(DenyReason::Token(TokenError::SignatureInvalid))
+        );
 
         // HS256 with the RSA public key (PEM) as the HMAC secret.
         let pem = rsa().public_key().to_pem().unwrap();
@@ -588,22 +640,40 @@ mod tests {
             .unwrap();
         let header = bearer(&hs);
         let d = auth.decide(&request(Authorization::Present(&header)), &keyring, NOW_MS);
-        assert_eq!(reason(&d), Some(DenyReason::Token(TokenError::AlgorithmNotAllowed)));
+        assert_eq!(
+            reason(&d),
+            Some(DenyReason::Token(TokenError::AlgorithmNotAllowed))
+        );
 
         // alg: none, unsigned.
         let real = sign(claims_at(NOW));
         let payload = real.split('.').nth(1).unwrap();
-        let none = format!("{}.{}.", base64_url(r#"{"alg":"none","kid":"rsa-1"}"#), payload);
+        let none = format!(
+            "{}.{}.",
+            base64_url(r#"{"alg":"none","kid":"rsa-1"}"#),
+            payload
+        );
         let header = bearer(&none);
         let d = auth.decide(&request(Authorization::Present(&header)), &keyring, NOW_MS);
-        assert_eq!(reason(&d), Some(DenyReason::Token(TokenError::AlgorithmNotAllowed)));
+        assert_eq!(
+            reason(&d),
+            Some(DenyReason::Token(TokenError::AlgorithmNotAllowed))
+        );
 
         // RS256 signature relabelled as ES256 on an RSA key.
         let sig = real.split('.').nth(2).unwrap();
-        let relabelled = format!("{}.{}.{}", base64_url(r#"{"alg":"ES256","kid":"rsa-1"}"#), payload, sig);
+        let relabelled = format!(
+            "{}.{}.{}",
+            base64_url(r#"{"alg":"ES256","kid":"rsa-1"}"#),
+            payload,
+            sig
+        );
         let header = bearer(&relabelled);
         let d = auth.decide(&request(Authorization::Present(&header)), &keyring, NOW_MS);
-        assert_eq!(reason(&d), Some(DenyReason::Token(TokenError::AlgorithmMismatch)));
+        assert_eq!(
+            reason(&d),
+            Some(DenyReason::Token(TokenError::AlgorithmMismatch))
+        );
 
         // A tampered payload.
         let tampered_payload = base64_url(&format!(
@@ -614,7 +684,10 @@ mod tests {
         let tampered = format!("{}.{}.{}", parts[0], tampered_payload, parts[2]);
         let header = bearer(&tampered);
         let d = auth.decide(&request(Authorization::Present(&header)), &keyring, NOW_MS);
-        assert_eq!(reason(&d), Some(DenyReason::Token(TokenError::SignatureInvalid)));
+        assert_eq!(
+            reason(&d),
+            Some(DenyReason::Token(TokenError::SignatureInvalid))
+        );
     }
 
     fn base64_url(s: &str) -> String {
@@ -629,7 +702,13 @@ mod tests {
         claims.custom.scp = Some(vec!["other".into()]);
         let header = bearer(&sign(claims));
         let d = auth.decide(&request(Authorization::Present(&header)), &keyring, NOW_MS);
-        let Decision::Deny { reason, response, identity, .. } = d else {
+        let Decision::Deny {
+            reason,
+            response,
+            identity,
+            ..
+        } = d
+        else {
             panic!("expected deny")
         };
         assert_eq!(reason, DenyReason::InsufficientScope);
@@ -643,7 +722,10 @@ mod tests {
         let mut r = request(Authorization::Absent);
         r.method = "GET";
         r.path = "/.well-known/oauth-protected-resource/mcp";
-        assert!(matches!(auth.decide(&r, &keyring, NOW_MS), Decision::Respond(_)));
+        assert!(matches!(
+            auth.decide(&r, &keyring, NOW_MS),
+            Decision::Respond(_)
+        ));
         for (path, bypass) in [
             ("/healthz", true),
             ("/healthz?x=1", true),
@@ -661,7 +743,10 @@ mod tests {
         let mut preflight = request(Authorization::Absent);
         preflight.method = "OPTIONS";
         preflight.is_cors_preflight = true;
-        assert!(matches!(auth.decide(&preflight, &keyring, NOW_MS), Decision::Bypass));
+        assert!(matches!(
+            auth.decide(&preflight, &keyring, NOW_MS),
+            Decision::Bypass
+        ));
     }
 
     #[test]
@@ -671,7 +756,10 @@ mod tests {
         let req = request(Authorization::Present(&header));
         assert_eq!(
             auth.decide(&req, &keyring, NOW_MS),
-            Decision::Wait { provider: 0, wait_for: WaitFor::FirstKeys }
+            Decision::Wait {
+                provider: 0,
+                wait_for: WaitFor::FirstKeys
+            }
         );
         // Cheap checks happen before waiting: an expired token is refused at once.
         let expired = bearer(&sign(claims_at(NOW - 1000)));
@@ -680,10 +768,23 @@ mod tests {
 
         let fetch = keyring.fetch_for(0, WaitFor::FirstKeys, NOW_MS).unwrap();
         assert_eq!(fetch.cluster, "idp");
-        assert_eq!(keyring.fetch_for(0, WaitFor::FirstKeys, NOW_MS), None, "already in flight");
+        assert_eq!(
+            keyring.fetch_for(0, WaitFor::FirstKeys, NOW_MS),
+            None,
+            "already in flight"
+        );
         let cache = keyring.remote_mut(0).unwrap();
-        cache.on_response(NOW_MS, false, Some(200), None, &jwks(vec![rsa_jwk(rsa(), "rsa-1", None)]));
-        assert!(matches!(auth.decide(&req, &keyring, NOW_MS), Decision::Allow { .. }));
+        cache.on_response(
+            NOW_MS,
+            false,
+            Some(200),
+            None,
+            &jwks(vec![rsa_jwk(rsa(), "rsa-1", None)]),
+        );
+        assert!(matches!(
+            auth.decide(&req, &keyring, NOW_MS),
+            Decision::Allow { .. }
+        ));
     }
 
     #[test]
@@ -692,28 +793,43 @@ mod tests {
         let header = bearer(&sign(claims_at(NOW)));
         let req = request(Authorization::Present(&header));
         keyring.fetch_for(0, WaitFor::FirstKeys, NOW_MS).unwrap();
-        keyring.remote_mut(0).unwrap().on_failure(NOW_MS, "refused".into());
+        keyring
+            .remote_mut(0)
+            .unwrap()
+            .on_failure(NOW_MS, "refused".into());
         let d = auth.decide(&req, &keyring, NOW_MS + 10);
         assert_eq!(reason(&d), Some(DenyReason::JwksUnavailable));
         // After the backoff the request waits for a new fetch, which succeeds.
         let later = NOW_MS + 1_000;
-        assert!(matches!(auth.decide(&req, &keyring, later), Decision::Wait { .. }));
+        assert!(matches!(
+            auth.decide(&req, &keyring, later),
+            Decision::Wait { .. }
+        ));
         keyring.fetch_for(0, WaitFor::FirstKeys, later).unwrap();
-        keyring
-            .remote_mut(0)
-            .unwrap()
-            .on_response(later, false, Some(200), None, &jwks(vec![rsa_jwk(rsa(), "rsa-1", None)]));
-        assert!(matches!(auth.decide(&req, &keyring, later), Decision::Allow { .. }));
+        keyring.remote_mut(0).unwrap().on_response(
+            later,
+            false,
+            Some(200),
+            None,
+            &jwks(vec![rsa_jwk(rsa(), "rsa-1", None)]),
+        );
+        assert!(matches!(
+            auth.decide(&req, &keyring, later),
+            Decision::Allow { .. }
+        ));
     }
 
     #[test]
     fn unknown_kid_waits_for_one_rate_limited_refetch() {
         let (mut auth, mut keyring) = remote_setup(json!({"unknown_kid_refetch_interval": "30s"}));
         keyring.fetch_for(0, WaitFor::FirstKeys, NOW_MS).unwrap();
-        keyring
-            .remote_mut(0)
-            .unwrap()
-            .on_response(NOW_MS, false, Some(200), None, &jwks(vec![rsa_jwk(rsa(), "rsa-1", None)]));
+        keyring.remote_mut(0).unwrap().on_response(
+            NOW_MS,
+            false,
+            Some(200),
+            None,
+            &jwks(vec![rsa_jwk(rsa(), "rsa-1", None)]),
+        );
 
         // Rotated key: its kid is not known yet, and the last fetch was just now.
         let rotated = rsa_other().sign(claims_at(NOW)).unwrap();
@@ -725,21 +841,37 @@ mod tests {
         let t = NOW_MS + 30_000;
         assert_eq!(
             auth.decide(&req, &keyring, t),
-            Decision::Wait { provider: 0, wait_for: WaitFor::UnknownKid }
+            Decision::Wait {
+                provider: 0,
+                wait_for: WaitFor::UnknownKid
+            }
         );
         assert!(keyring.fetch_for(0, WaitFor::UnknownKid, t).is_some());
-        assert!(keyring.fetch_for(0, WaitFor::UnknownKid, t).is_none(), "one refetch");
+        assert!(
+            keyring.fetch_for(0, WaitFor::UnknownKid, t).is_none(),
+            "one refetch"
+        );
         keyring.remote_mut(0).unwrap().on_response(
             t,
             false,
             Some(200),
             None,
-            &jwks(vec![rsa_jwk(rsa(), "rsa-1", None), rsa_jwk(rsa_other(), "rsa-2", None)]),
+            &jwks(vec![
+                rsa_jwk(rsa(), "rsa-1", None),
+                rsa_jwk(rsa_other(), "rsa-2", None),
+            ]),
         );
-        assert!(matches!(auth.decide(&req, &keyring, t), Decision::Allow { .. }));
+        assert!(matches!(
+            auth.decide(&req, &keyring, t),
+            Decision::Allow { .. }
+        ));
 
         // A kid that is still unknown after the refetch is refused, without another fetch.
-        let token = rsa_other().clone().with_key_id("rsa-3").sign(claims_at(NOW)).unwrap();
+        let token = rsa_other()
+            .clone()
+            .with_key_id("rsa-3")
+            .sign(claims_at(NOW))
+            .unwrap();
         let header = bearer(&token);
         let d = auth.decide(&request(Authorization::Present(&header)), &keyring, t + 1);
         assert_eq!(reason(&d), Some(DenyReason::Token(TokenError::KeyNotFound)));
@@ -749,19 +881,40 @@ mod tests {
     fn cached_token_is_refused_once_its_key_is_withdrawn() {
         let (mut auth, mut keyring) = remote_setup(json!({"cache_duration": "60s"}));
         keyring.fetch_for(0, WaitFor::FirstKeys, NOW_MS).unwrap();
-        keyring
-            .remote_mut(0)
-            .unwrap()
-            .on_response(NOW_MS, false, Some(200), None, &jwks(vec![rsa_jwk(rsa(), "rsa-1", None)]));
+        keyring.remote_mut(0).unwrap().on_response(
+            NOW_MS,
+            false,
+            Some(200),
+            None,
+            &jwks(vec![rsa_jwk(rsa(), "rsa-1", None)]),
+        );
         let header = bearer(&sign(claims_at(NOW)));
         let req = request(Authorization::Present(&header));
-        assert!(matches!(auth.decide(&req, &keyring, NOW_MS), Decision::Allow { cache_hit: false, .. }));
-        assert!(matches!(auth.decide(&req, &keyring, NOW_MS), Decision::Allow { cache_hit: true, .. }));
+        assert!(matches!(
+            auth.decide(&req, &keyring, NOW_MS),
+            Decision::Allow {
+                cache_hit: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            auth.decide(&req, &keyring, NOW_MS),
+            Decision::Allow {
+                cache_hit: true,
+                ..
+            }
+        ));
         // The IdP withdraws rsa-1.
         let cache = keyring.remote_mut(0).unwrap();
         let t = cache.refresh_at();
         cache.due_fetch(t).unwrap();
-        cache.on_response(t, false, Some(200), None, &jwks(vec![rsa_jwk(rsa_other(), "rsa-2", None)]));
+        cache.on_response(
+            t,
+            false,
+            Some(200),
+            None,
+            &jwks(vec![rsa_jwk(rsa_other(), "rsa-2", None)]),
+        );
         let d = auth.decide(&req, &keyring, t);
         assert_eq!(reason(&d), Some(DenyReason::Token(TokenError::KeyNotFound)));
     }

@@ -141,8 +141,11 @@ impl Config {
         validate(raw)
     }
 
-    pub fn provider_for_issuer(&self, issuer: &str) -> Option<usize> {
-        self.providers.iter().position(|p| p.issuer == issuer)
+    pub fn provider_for_issuer(&self, issuer: &str) -> Option<(usize, &Provider)> {
+        self.providers
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.issuer == issuer)
     }
 }
 
@@ -248,9 +251,12 @@ const DEFAULT_JWT_CACHE_SIZE: usize = 10_000;
 const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
-    let resource = raw
-        .resource
-        .ok_or_else(|| err("resource", "required: the canonical URL of the MCP resource"))?;
+    let resource = raw.resource.ok_or_else(|| {
+        err(
+            "resource",
+            "required: the canonical URL of the MCP resource",
+        )
+    })?;
     let resource_url = parse_http_url("resource", &resource)?;
     if resource_url.query.is_some() {
         return Err(err("resource", "must not have a query (RFC 9728)"));
@@ -267,7 +273,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         providers.push(validate_provider(&name, p, &resource)?);
     }
     for (i, p) in providers.iter().enumerate() {
-        if providers[..i].iter().any(|q| q.issuer == p.issuer) {
+        if providers.iter().take(i).any(|q| q.issuer == p.issuer) {
             return Err(err(
                 format!("providers.{}.issuer", p.name),
                 "another provider has the same issuer (the token's iss selects the provider)",
@@ -364,21 +370,26 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
 fn validate_provider(name: &str, p: RawProvider, resource: &str) -> Result<Provider, ConfigError> {
     let at = |field: &str| format!("providers.{name}.{field}");
-    let issuer = p
-        .issuer
-        .ok_or_else(|| err(at("issuer"), "required"))?;
+    let issuer = p.issuer.ok_or_else(|| err(at("issuer"), "required"))?;
     if issuer.is_empty() {
         return Err(err(at("issuer"), "must not be empty"));
     }
     let audiences = match p.audiences {
         Some(a) if a.is_empty() => {
-            return Err(err(at("audiences"), "must not be empty (omit it to accept the resource URL)"))
+            return Err(err(
+                at("audiences"),
+                "must not be empty (omit it to accept the resource URL)",
+            ))
         }
         Some(a) => a,
         None => vec![resource.to_string()],
     };
 
-    let sources = [p.remote_jwks.is_some(), p.local_jwks.is_some(), p.oidc_discovery.is_some()];
+    let sources = [
+        p.remote_jwks.is_some(),
+        p.local_jwks.is_some(),
+        p.oidc_discovery.is_some(),
+    ];
     if sources.iter().filter(|s| **s).count() != 1 {
         return Err(err(
             format!("providers.{name}"),
@@ -477,7 +488,10 @@ fn validate_provider(name: &str, p: RawProvider, resource: &str) -> Result<Provi
         if !is_http_token(&header) {
             return Err(err(here("header_name"), "not a valid HTTP header name"));
         }
-        if matches!(header.as_str(), "authorization" | "host" | "content-length" | "cookie") {
+        if matches!(
+            header.as_str(),
+            "authorization" | "host" | "content-length" | "cookie"
+        ) {
             return Err(err(here("header_name"), "this header cannot carry a claim"));
         }
         let claim = c
@@ -566,7 +580,11 @@ impl HttpUrl {
 fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), &'static str> {
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (inside, after) = v6.split_once(']').ok_or("unclosed IPv6 address")?;
-        if inside.is_empty() || !inside.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        if inside.is_empty()
+            || !inside
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
             return Err("invalid IPv6 address");
         }
         let port = match after {
@@ -621,7 +639,10 @@ pub fn http_target(path: &str, value: &str) -> Result<HttpTarget, ConfigError> {
 fn cluster_name(path: &str, value: Option<String>) -> Result<String, ConfigError> {
     match value {
         Some(c) if !c.is_empty() => Ok(c),
-        _ => Err(err(path, "required: the Envoy cluster that reaches this host")),
+        _ => Err(err(
+            path,
+            "required: the Envoy cluster that reaches this host",
+        )),
     }
 }
 
@@ -642,7 +663,10 @@ fn duration_at_least(
     let d = match value {
         None => return Ok(default),
         Some(v) => parse_duration(&v).ok_or_else(|| {
-            err(path, format!("{v:?} is not a duration such as \"5s\", \"500ms\", \"10m\""))
+            err(
+                path,
+                format!("{v:?} is not a duration such as \"5s\", \"500ms\", \"10m\""),
+            )
         })?,
     };
     if d < min {
@@ -680,21 +704,22 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 /// quoted-string of `WWW-Authenticate` without escaping.
 fn check_scope_token(path: &str, s: &str) -> Result<(), ConfigError> {
     let ok = !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
     if ok {
         Ok(())
     } else {
-        Err(err(path, "not a valid scope (printable ASCII, no space, quote or backslash)"))
+        Err(err(
+            path,
+            "not a valid scope (printable ASCII, no space, quote or backslash)",
+        ))
     }
 }
 
 fn is_http_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]
@@ -733,8 +758,14 @@ mod tests {
             c.resource_metadata_url,
             "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
         );
-        assert_eq!(c.resource_metadata_path, "/.well-known/oauth-protected-resource/mcp");
-        assert_eq!(c.authorization_servers, vec!["https://idp.example.com/oauth2/default"]);
+        assert_eq!(
+            c.resource_metadata_path,
+            "/.well-known/oauth-protected-resource/mcp"
+        );
+        assert_eq!(
+            c.authorization_servers,
+            vec!["https://idp.example.com/oauth2/default"]
+        );
         assert_eq!(c.scopes_supported, vec!["mcp:tools:call"]);
         let p = &c.providers[0];
         assert_eq!(p.audiences, vec!["https://mcp.example.com/mcp"]);
@@ -780,7 +811,10 @@ mod tests {
 
         let mut v = base();
         v["providers"]["okta"]["remote_jwks"]["http_uri"]["timeout"] = "soon".into();
-        assert_eq!(load(&v).unwrap_err().path, "providers.okta.remote_jwks.http_uri.timeout");
+        assert_eq!(
+            load(&v).unwrap_err().path,
+            "providers.okta.remote_jwks.http_uri.timeout"
+        );
 
         let mut v = base();
         v.as_object_mut().unwrap().remove("resource");
@@ -794,7 +828,10 @@ mod tests {
 
         let mut v = base();
         v["providers"]["okta"]["clock_skew_seconds"] = "60".into();
-        assert_eq!(load(&v).unwrap_err().path, "providers.okta.clock_skew_seconds");
+        assert_eq!(
+            load(&v).unwrap_err().path,
+            "providers.okta.clock_skew_seconds"
+        );
 
         let mut v = base();
         v["required_scopes"] = serde_json::json!(["has space"]);
@@ -819,10 +856,14 @@ mod tests {
     #[test]
     fn exactly_one_key_source() {
         let mut v = base();
-        v["providers"]["okta"]["local_jwks"] = serde_json::json!({"inline_string": "{\"keys\":[]}"});
+        v["providers"]["okta"]["local_jwks"] =
+            serde_json::json!({"inline_string": "{\"keys\":[]}"});
         assert_eq!(load(&v).unwrap_err().path, "providers.okta");
         let mut v = base();
-        v["providers"]["okta"].as_object_mut().unwrap().remove("remote_jwks");
+        v["providers"]["okta"]
+            .as_object_mut()
+            .unwrap()
+            .remove("remote_jwks");
         assert_eq!(load(&v).unwrap_err().path, "providers.okta");
     }
 
@@ -831,7 +872,10 @@ mod tests {
         let mut v = base();
         let p = v["providers"]["okta"].as_object_mut().unwrap();
         p.remove("remote_jwks");
-        p.insert("local_jwks".into(), serde_json::json!({"inline_string": "not json"}));
+        p.insert(
+            "local_jwks".into(),
+            serde_json::json!({"inline_string": "not json"}),
+        );
         let e = load(&v).unwrap_err();
         assert_eq!(e.path, "providers.okta.local_jwks.inline_string");
     }
@@ -841,7 +885,10 @@ mod tests {
         let mut v = base();
         let p = v["providers"]["okta"].as_object_mut().unwrap();
         p.remove("remote_jwks");
-        p.insert("oidc_discovery".into(), serde_json::json!({"cluster": "okta"}));
+        p.insert(
+            "oidc_discovery".into(),
+            serde_json::json!({"cluster": "okta"}),
+        );
         let c = load(&v).unwrap();
         match &c.providers[0].keys {
             KeySource::Remote(r) => assert_eq!(
@@ -874,12 +921,21 @@ mod tests {
     fn http_urls() {
         let u = HttpUrl::parse("HTTPS://IdP.example.com:8443/a/b?x=1").unwrap();
         assert_eq!(
-            (u.scheme.as_str(), u.host.as_str(), u.port, u.path.as_str(), u.query.as_deref()),
+            (
+                u.scheme.as_str(),
+                u.host.as_str(),
+                u.port,
+                u.path.as_str(),
+                u.query.as_deref()
+            ),
             ("https", "idp.example.com", Some(8443), "/a/b", Some("x=1"))
         );
         assert_eq!(u.authority(), "idp.example.com:8443");
         assert_eq!(HttpUrl::parse("http://127.0.0.1").unwrap().path, "/");
-        assert_eq!(HttpUrl::parse("http://[::1]:9000/k").unwrap().authority(), "[::1]:9000");
+        assert_eq!(
+            HttpUrl::parse("http://[::1]:9000/k").unwrap().authority(),
+            "[::1]:9000"
+        );
         for bad in [
             "idp.example.com/keys",
             "ftp://idp/keys",

@@ -131,11 +131,13 @@ impl Jwk {
                 .and_then(|k| k.verify_token::<NoCustomClaims>(token, Some(options))),
             _ => return Err(SignatureError::KeyMismatch),
         };
-        result.map(|_| ()).map_err(|e| match e.downcast_ref::<JWTError>() {
-            Some(JWTError::InvalidSignature) => SignatureError::Invalid,
-            // Claims jwt-simple cannot read (odd types) surface here after a good signature.
-            _ => SignatureError::Unreadable,
-        })
+        result
+            .map(|_| ())
+            .map_err(|e| match e.downcast_ref::<JWTError>() {
+                Some(JWTError::InvalidSignature) => SignatureError::Invalid,
+                // Claims jwt-simple cannot read (odd types) surface here after a good signature.
+                _ => SignatureError::Unreadable,
+            })
     }
 }
 
@@ -180,7 +182,9 @@ pub enum KeyLookup<'a> {
 impl KeySet {
     pub fn parse(bytes: &[u8]) -> Result<KeySet, JwksError> {
         if bytes.len() > MAX_JWKS_BYTES {
-            return Err(JwksError(format!("JWKS larger than {MAX_JWKS_BYTES} bytes")));
+            return Err(JwksError(format!(
+                "JWKS larger than {MAX_JWKS_BYTES} bytes"
+            )));
         }
         let doc: Value = serde_json::from_slice(bytes)
             .map_err(|e| JwksError(format!("JWKS is not JSON ({e})")))?;
@@ -419,7 +423,10 @@ mod tests {
         let KeyLookup::Candidates(keys) = set.lookup(None, Algorithm::RS256) else {
             panic!("no candidate")
         };
-        assert_eq!(keys[0].verify(Algorithm::RS256, &token), Err(SignatureError::Invalid));
+        assert_eq!(
+            keys[0].verify(Algorithm::RS256, &token),
+            Err(SignatureError::Invalid)
+        );
     }
 
     #[test]

@@ -211,7 +211,12 @@ impl JwksCache {
         match status {
             Some(200) => {}
             Some(s) => return self.on_failure(now, format!("HTTP status {s}")),
-            None => return self.on_failure(now, "no HTTP status (connection failed or timed out)".into()),
+            None => {
+                return self.on_failure(
+                    now,
+                    "no HTTP status (connection failed or timed out)".into(),
+                )
+            }
         }
         if is_discovery {
             return match self.read_discovery(body) {
@@ -343,7 +348,10 @@ mod tests {
         assert_eq!(f.target.path, "/jwks");
         assert!(!f.is_discovery);
         assert_eq!(c.due_fetch(1_001), None, "one fetch at a time");
-        assert_eq!(c.on_response(2_000, false, Some(200), None, &good_jwks()), FetchOutcome::KeysUpdated);
+        assert_eq!(
+            c.on_response(2_000, false, Some(200), None, &good_jwks()),
+            FetchOutcome::KeysUpdated
+        );
         assert_eq!(c.availability(2_000), Availability::Ready);
         // Refresh at 90% of the configured 600 s.
         assert_eq!(c.refresh_at(), 2_000 + 540_000);
@@ -355,7 +363,13 @@ mod tests {
     fn cache_control_max_age_is_honoured_and_clamped() {
         let mut c = JwksCache::new(settings(jwks_target()));
         c.due_fetch(0).unwrap();
-        c.on_response(0, false, Some(200), Some("public, max-age=100"), &good_jwks());
+        c.on_response(
+            0,
+            false,
+            Some(200),
+            Some("public, max-age=100"),
+            &good_jwks(),
+        );
         assert_eq!(c.refresh_at(), 90_000);
         assert_eq!(max_age(Some("max-age=1")), Some(MIN_MAX_AGE));
         assert_eq!(max_age(Some("max-age=99999999")), Some(MAX_MAX_AGE));
@@ -372,13 +386,23 @@ mod tests {
         c.on_response(0, false, Some(200), None, &good_jwks());
         let t = c.refresh_at();
         c.due_fetch(t).unwrap();
-        assert!(matches!(c.on_response(t, false, Some(500), None, b"oops"), FetchOutcome::Failed(_)));
-        assert_eq!(c.availability(t), Availability::Ready, "last good keys stay");
+        assert!(matches!(
+            c.on_response(t, false, Some(500), None, b"oops"),
+            FetchOutcome::Failed(_)
+        ));
+        assert_eq!(
+            c.availability(t),
+            Availability::Ready,
+            "last good keys stay"
+        );
         assert!(c.keys().unwrap().contains_kid("rsa-1"));
         assert_eq!(c.due_fetch(t + 999), None, "backoff");
         assert!(c.due_fetch(t + 1_000).is_some());
         // A garbage body is a failure too, and keeps the keys.
-        assert!(matches!(c.on_response(t + 1_000, false, Some(200), None, b"{}"), FetchOutcome::Failed(_)));
+        assert!(matches!(
+            c.on_response(t + 1_000, false, Some(200), None, b"{}"),
+            FetchOutcome::Failed(_)
+        ));
         assert!(c.keys().is_some());
     }
 
@@ -415,7 +439,10 @@ mod tests {
         assert!(c.expire_overdue(6_001));
         assert!(!c.is_fetching());
         // A reply that arrives after that is ignored.
-        assert!(matches!(c.on_response(7_000, false, Some(200), None, &good_jwks()), FetchOutcome::Failed(_)));
+        assert!(matches!(
+            c.on_response(7_000, false, Some(200), None, &good_jwks()),
+            FetchOutcome::Failed(_)
+        ));
         assert!(c.keys().is_none());
     }
 
@@ -431,9 +458,18 @@ mod tests {
         let FetchOutcome::FetchNext(next) = c.on_response(5, true, Some(200), None, doc) else {
             panic!("expected the JWKS fetch next")
         };
-        assert_eq!(next.target, HttpTarget { authority: "idp:9000".into(), path: "/keys?v=1".into() });
+        assert_eq!(
+            next.target,
+            HttpTarget {
+                authority: "idp:9000".into(),
+                path: "/keys?v=1".into()
+            }
+        );
         assert!(!next.is_discovery);
-        assert_eq!(c.on_response(6, false, Some(200), None, &good_jwks()), FetchOutcome::KeysUpdated);
+        assert_eq!(
+            c.on_response(6, false, Some(200), None, &good_jwks()),
+            FetchOutcome::KeysUpdated
+        );
         // The refresh goes straight to the JWKS.
         let refresh = c.due_fetch(c.refresh_at()).unwrap();
         assert!(!refresh.is_discovery);
@@ -443,7 +479,10 @@ mod tests {
             path: "/.well-known/openid-configuration".into(),
         })));
         bad.due_fetch(0).unwrap();
-        assert!(matches!(bad.on_response(1, true, Some(200), None, b"{}"), FetchOutcome::Failed(_)));
+        assert!(matches!(
+            bad.on_response(1, true, Some(200), None, b"{}"),
+            FetchOutcome::Failed(_)
+        ));
     }
 
     #[test]

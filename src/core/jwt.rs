@@ -119,7 +119,9 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<UnverifiedToken, TokenErro
 }
 
 fn decode_object(part: &str) -> Result<Map<String, Value>, TokenError> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Malformed)?;
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     let object = de
         .deserialize_map(UniqueKeysObject)
@@ -172,7 +174,9 @@ impl Claims {
         for name in ["scp", "scope"] {
             match all.get(name) {
                 None => {}
-                Some(Value::String(s)) => scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_string)),
+                Some(Value::String(s)) => {
+                    scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_string))
+                }
                 Some(Value::Array(items)) => {
                     for item in items {
                         scopes.push(item.as_str().ok_or(TokenError::Malformed)?.to_string());
@@ -241,7 +245,9 @@ impl Claims {
                 .join(","),
             other => scalar_text(other)?,
         };
-        let safe = text.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
+        let safe = text
+            .bytes()
+            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
         (safe && text.len() <= 4096).then_some(text)
     }
 }
@@ -341,30 +347,57 @@ mod tests {
         for t in cases {
             assert_eq!(parse(&t, 16384).unwrap_err(), TokenError::Malformed, "{t}");
         }
-        let non_utf8 = format!("{}.{}.{}", b64(HEADER), URL_SAFE_NO_PAD.encode([0xff, 0xfe]), b64("s"));
+        let non_utf8 = format!(
+            "{}.{}.{}",
+            b64(HEADER),
+            URL_SAFE_NO_PAD.encode([0xff, 0xfe]),
+            b64("s")
+        );
         assert_eq!(parse(&non_utf8, 16384).unwrap_err(), TokenError::Malformed);
     }
 
     #[test]
     fn refuses_none_hmac_and_crit() {
         let none = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(r#"{"exp":1}"#));
-        assert_eq!(parse(&none, 16384).unwrap_err(), TokenError::AlgorithmNotAllowed);
+        assert_eq!(
+            parse(&none, 16384).unwrap_err(),
+            TokenError::AlgorithmNotAllowed
+        );
         let hs = token(r#"{"alg":"HS256"}"#, r#"{"exp":1}"#);
-        assert_eq!(parse(&hs, 16384).unwrap_err(), TokenError::AlgorithmNotAllowed);
-        let crit = token(r#"{"alg":"RS256","crit":["b64"],"b64":false}"#, r#"{"exp":1}"#);
-        assert_eq!(parse(&crit, 16384).unwrap_err(), TokenError::UnsupportedCriticalHeader);
+        assert_eq!(
+            parse(&hs, 16384).unwrap_err(),
+            TokenError::AlgorithmNotAllowed
+        );
+        let crit = token(
+            r#"{"alg":"RS256","crit":["b64"],"b64":false}"#,
+            r#"{"exp":1}"#,
+        );
+        assert_eq!(
+            parse(&crit, 16384).unwrap_err(),
+            TokenError::UnsupportedCriticalHeader
+        );
     }
 
     #[test]
     fn size_limit() {
-        let big = token(HEADER, &format!(r#"{{"exp":1,"pad":"{}"}}"#, "x".repeat(20_000)));
+        let big = token(
+            HEADER,
+            &format!(r#"{{"exp":1,"pad":"{}"}}"#, "x".repeat(20_000)),
+        );
         assert_eq!(parse(&big, 16384).unwrap_err(), TokenError::TooLarge);
     }
 
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
-        let deep = format!(r#"{{"exp":1,"x":{}{}}}"#, "[".repeat(5000), "]".repeat(5000));
-        assert_eq!(parse(&token(HEADER, &deep), 1 << 20).unwrap_err(), TokenError::Malformed);
+        let deep = format!(
+            r#"{{"exp":1,"x":{}{}}}"#,
+            "[".repeat(5000),
+            "]".repeat(5000)
+        );
+        assert_eq!(
+            parse(&token(HEADER, &deep), 1 << 20).unwrap_err(),
+            TokenError::Malformed
+        );
     }
 
     #[test]
@@ -388,7 +421,10 @@ mod tests {
             iat: Some(5_000),
             ..Default::default()
         };
-        assert_eq!(future_iat.check_time(1000, 60), Err(TokenError::IssuedInFuture));
+        assert_eq!(
+            future_iat.check_time(1000, 60),
+            Err(TokenError::IssuedInFuture)
+        );
         let huge = Claims {
             exp: Some(u64::MAX),
             ..Default::default()

@@ -94,29 +94,32 @@ const JSON: &str = "application/json";
 
 impl Responses {
     pub fn new(config: &Config) -> Responses {
-        let resource_metadata_param = format!("resource_metadata=\"{}\"", config.resource_metadata_url);
+        let resource_metadata_param =
+            format!("resource_metadata=\"{}\"", config.resource_metadata_url);
         let scope_param = (!config.required_scopes.is_empty())
             .then(|| format!("scope=\"{}\"", config.required_scopes.join(" ")));
         let challenge_params = match &scope_param {
             Some(scope) => format!("{resource_metadata_param}, {scope}"),
             None => resource_metadata_param.clone(),
         };
-        let mut metadata = json!({
-            "resource": config.resource,
-            "authorization_servers": config.authorization_servers,
-            "bearer_methods_supported": ["header"],
-        });
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("resource".into(), json!(config.resource));
+        metadata.insert(
+            "authorization_servers".into(),
+            json!(config.authorization_servers),
+        );
+        metadata.insert("bearer_methods_supported".into(), json!(["header"]));
         if !config.scopes_supported.is_empty() {
-            metadata["scopes_supported"] = json!(config.scopes_supported);
+            metadata.insert("scopes_supported".into(), json!(config.scopes_supported));
         }
         if let Some(name) = &config.resource_name {
-            metadata["resource_name"] = json!(name);
+            metadata.insert("resource_name".into(), json!(name));
         }
         Responses {
             challenge_params,
             scope_param,
             resource_metadata_param,
-            metadata_body: metadata.to_string().into_bytes(),
+            metadata_body: serde_json::Value::Object(metadata).to_string().into_bytes(),
             metadata_path: config.resource_metadata_path.clone(),
         }
     }
@@ -127,15 +130,26 @@ impl Responses {
         let path = path.split('?').next().unwrap_or(path);
         let is_ours = path == PRM_WELL_KNOWN || path == self.metadata_path;
         if !is_ours {
-            if path.starts_with(PRM_WELL_KNOWN) && path[PRM_WELL_KNOWN.len()..].starts_with('/') {
-                return Some(json_error(404, "not_found", "no protected resource at this path", vec![]));
+            if path
+                .strip_prefix(PRM_WELL_KNOWN)
+                .is_some_and(|rest| rest.starts_with('/'))
+            {
+                return Some(json_error(
+                    404,
+                    "not_found",
+                    "no protected resource at this path",
+                    vec![],
+                ));
             }
             return None;
         }
         let cors = || {
             vec![
                 ("access-control-allow-origin", "*".to_string()),
-                ("access-control-allow-methods", "GET, HEAD, OPTIONS".to_string()),
+                (
+                    "access-control-allow-methods",
+                    "GET, HEAD, OPTIONS".to_string(),
+                ),
                 (
                     "access-control-allow-headers",
                     "authorization, content-type, mcp-protocol-version".to_string(),
@@ -148,8 +162,16 @@ impl Responses {
                 let mut headers = cors();
                 headers.push(("content-type", JSON.to_string()));
                 headers.push(("cache-control", "max-age=300".to_string()));
-                let body = if method == "GET" { self.metadata_body.clone() } else { Vec::new() };
-                LocalResponse { status: 200, headers, body }
+                let body = if method == "GET" {
+                    self.metadata_body.clone()
+                } else {
+                    Vec::new()
+                };
+                LocalResponse {
+                    status: 200,
+                    headers,
+                    body,
+                }
             }
             "OPTIONS" => LocalResponse {
                 status: 204,
@@ -167,14 +189,18 @@ impl Responses {
 
     pub fn deny(&self, reason: DenyReason) -> LocalResponse {
         match reason {
-            DenyReason::MissingToken => self.challenge(401, None, "unauthorized", "bearer token required"),
+            DenyReason::MissingToken => {
+                self.challenge(401, None, "unauthorized", "bearer token required")
+            }
             DenyReason::InvalidRequest => self.challenge(
                 401,
                 Some("invalid_request"),
                 "invalid_request",
                 "malformed authorization header",
             ),
-            DenyReason::Token(e) => self.challenge(401, Some("invalid_token"), "invalid_token", e.describe()),
+            DenyReason::Token(e) => {
+                self.challenge(401, Some("invalid_token"), "invalid_token", e.describe())
+            }
             DenyReason::InsufficientScope => {
                 let description = "token lacks required scope";
                 let mut value = String::from("Bearer error=\"insufficient_scope\"");
@@ -186,7 +212,12 @@ impl Responses {
                     ", {}, error_description=\"{description}\"",
                     self.resource_metadata_param
                 ));
-                json_error(403, "insufficient_scope", description, vec![("www-authenticate", value)])
+                json_error(
+                    403,
+                    "insufficient_scope",
+                    description,
+                    vec![("www-authenticate", value)],
+                )
             }
             DenyReason::JwksUnavailable => json_error(
                 503,
@@ -211,7 +242,12 @@ impl Responses {
                 self.challenge_params
             ),
         };
-        json_error(status, body_error, description, vec![("www-authenticate", value)])
+        json_error(
+            status,
+            body_error,
+            description,
+            vec![("www-authenticate", value)],
+        )
     }
 }
 
@@ -224,7 +260,10 @@ fn json_error(
     headers.push(("content-type", JSON.to_string()));
     // Browser-based MCP clients must be able to read the challenge.
     headers.push(("access-control-allow-origin", "*".to_string()));
-    headers.push(("access-control-expose-headers", "www-authenticate".to_string()));
+    headers.push((
+        "access-control-expose-headers",
+        "www-authenticate".to_string(),
+    ));
     headers.push(("cache-control", "no-store".to_string()));
     LocalResponse {
         status,
@@ -266,7 +305,10 @@ mod tests {
         let r = Responses::new(&config()).deny(DenyReason::Token(TokenError::Expired));
         assert_eq!(r.status, 401);
         let h = r.header("www-authenticate").unwrap();
-        assert!(h.ends_with("error=\"invalid_token\", error_description=\"token expired\""), "{h}");
+        assert!(
+            h.ends_with("error=\"invalid_token\", error_description=\"token expired\""),
+            "{h}"
+        );
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["error_description"], "token expired");
     }
@@ -302,15 +344,41 @@ mod tests {
             assert_eq!(r.header("access-control-allow-origin"), Some("*"));
             let doc: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
             assert_eq!(doc["resource"], "https://mcp.example.com/mcp");
-            assert_eq!(doc["authorization_servers"], json!(["https://idp.example.com"]));
-            assert_eq!(doc["scopes_supported"], json!(["mcp:tools:call", "mcp:read"]));
+            assert_eq!(
+                doc["authorization_servers"],
+                json!(["https://idp.example.com"])
+            );
+            assert_eq!(
+                doc["scopes_supported"],
+                json!(["mcp:tools:call", "mcp:read"])
+            );
             assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
             assert_eq!(doc["resource_name"], "Demo");
         }
-        assert_eq!(responses.metadata("OPTIONS", "/.well-known/oauth-protected-resource").unwrap().status, 204);
-        assert_eq!(responses.metadata("POST", "/.well-known/oauth-protected-resource").unwrap().status, 405);
-        assert_eq!(responses.metadata("GET", "/.well-known/oauth-protected-resource/other").unwrap().status, 404);
-        assert!(responses.metadata("GET", "/.well-known/oauth-protected-resourcex").is_none());
+        assert_eq!(
+            responses
+                .metadata("OPTIONS", "/.well-known/oauth-protected-resource")
+                .unwrap()
+                .status,
+            204
+        );
+        assert_eq!(
+            responses
+                .metadata("POST", "/.well-known/oauth-protected-resource")
+                .unwrap()
+                .status,
+            405
+        );
+        assert_eq!(
+            responses
+                .metadata("GET", "/.well-known/oauth-protected-resource/other")
+                .unwrap()
+                .status,
+            404
+        );
+        assert!(responses
+            .metadata("GET", "/.well-known/oauth-protected-resourcex")
+            .is_none());
         assert!(responses.metadata("GET", "/mcp").is_none());
     }
 

@@ -48,7 +48,11 @@ impl Metrics {
 
     pub fn allowed(&self, cache_hit: bool) {
         bump(self.allowed);
-        bump(if cache_hit { self.cache_hit } else { self.cache_miss });
+        bump(if cache_hit {
+            self.cache_hit
+        } else {
+            self.cache_miss
+        });
     }
 
     pub fn denied(&self, reason: DenyReason) {
@@ -67,6 +71,10 @@ impl Metrics {
     }
 
     pub fn jwks_fetch(&self, ok: bool) {
-        bump(if ok { self.jwks_fetch_ok } else { self.jwks_fetch_failed });
+        bump(if ok {
+            self.jwks_fetch_ok
+        } else {
+            self.jwks_fetch_failed
+        });
     }
 }

@@ -56,7 +56,13 @@ struct Root {
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         let id = self.context_id;
         let actions = self
             .shared
@@ -68,10 +74,14 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let bytes = hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
         let config = match Config::from_json(&bytes) {
             Ok(c) => c,
             Err(e) => {
@@ -95,7 +105,10 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         let id = self.context_id;
-        let actions = self.shared.with(|w| w.on_tick(id, now_ms())).unwrap_or_default();
+        let actions = self
+            .shared
+            .with(|w| w.on_tick(id, now_ms()))
+            .unwrap_or_default();
         apply_to_contexts(actions, id);
     }
 
@@ -150,7 +163,13 @@ impl HttpFilter {
 }
 
 impl Context for HttpFilter {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         let id = self.context_id;
         let actions = self
             .shared
@@ -169,7 +188,9 @@ impl HttpContext for HttpFilter {
             send(&crate::core::response::LocalResponse {
                 status: 503,
                 headers: vec![("content-type", "application/json".into())],
-                body: br#"{"error":"temporarily_unavailable","error_description":"filter not ready"}"#.to_vec(),
+                body:
+                    br#"{"error":"temporarily_unavailable","error_description":"filter not ready"}"#
+                        .to_vec(),
             });
             return Action::Pause;
         };

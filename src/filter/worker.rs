@@ -136,7 +136,10 @@ impl Worker {
         let Decision::Wait { provider, wait_for } = decision else {
             return self.conclude(decision, &head, started_ms, now);
         };
-        let fetching = self.keyring.remote(provider).is_some_and(|c| c.is_fetching());
+        let fetching = self
+            .keyring
+            .remote(provider)
+            .is_some_and(|c| c.is_fetching());
         if !fetching && may_fetch {
             match self.keyring.fetch_for(provider, wait_for, now) {
                 Some(request) => {
@@ -191,7 +194,13 @@ impl Worker {
     }
 
     /// Metrics, the audit line and the action for a final decision.
-    fn conclude(&mut self, decision: Decision, head: &RequestHead, started_ms: u64, now: u64) -> Action {
+    fn conclude(
+        &mut self,
+        decision: Decision,
+        head: &RequestHead,
+        started_ms: u64,
+        now: u64,
+    ) -> Action {
         let mut record = AuditRecord::new(Outcome::Allow, 200, &head.method, &head.path);
         record.latency_ms = now.saturating_sub(started_ms);
         let stripped = &self.auth.config().stripped_headers;
@@ -260,7 +269,13 @@ impl Worker {
             ("accept", "application/json"),
             ("user-agent", "mcp-auth-filter"),
         ];
-        match hostcalls::dispatch_http_call(&request.cluster, headers, None, vec![], request.timeout) {
+        match hostcalls::dispatch_http_call(
+            &request.cluster,
+            headers,
+            None,
+            vec![],
+            request.timeout,
+        ) {
             Ok(token) => {
                 self.callouts.insert(
                     token,
@@ -316,20 +331,31 @@ impl Worker {
             .ok()
             .flatten()
             .and_then(|s| s.parse::<u16>().ok());
-        let cache_control = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "cache-control")
-            .ok()
-            .flatten();
+        let cache_control =
+            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "cache-control")
+                .ok()
+                .flatten();
         let outcome = if body_size > MAX_JWKS_BYTES {
             self.keyring
                 .remote_mut(provider)
                 .map(|c| c.on_failure(now, format!("response of {body_size} bytes is too large")))
         } else {
-            let body = hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, body_size)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
+            let body = hostcalls::get_buffer(
+                proxy_wasm::types::BufferType::HttpCallResponseBody,
+                0,
+                body_size,
+            )
+            .ok()
+            .flatten()
+            .unwrap_or_default();
             let outcome = self.keyring.remote_mut(provider).map(|c| {
-                c.on_response(now, callout.is_discovery, status, cache_control.as_deref(), &body)
+                c.on_response(
+                    now,
+                    callout.is_discovery,
+                    status,
+                    cache_control.as_deref(),
+                    &body,
+                )
             });
             if outcome == Some(FetchOutcome::KeysUpdated) {
                 self.publish_shared_keys(provider, &body);
@@ -346,7 +372,9 @@ impl Worker {
                 );
             }
             Some(FetchOutcome::FetchNext(next)) => {
-                if self.dispatch(provider, next, current_context, now) {
+                // The JWKS fetch follows discovery; parked requests keep waiting for it.
+                let dispatched = self.dispatch(provider, next, current_context, now);
+                if dispatched {
                     return Vec::new();
                 }
             }
@@ -403,7 +431,10 @@ impl Worker {
                 );
                 actions.extend(self.decide_parked(Some(provider), now));
             }
-            let due = self.keyring.remote_mut(provider).and_then(|c| c.due_fetch(now));
+            let due = self
+                .keyring
+                .remote_mut(provider)
+                .and_then(|c| c.due_fetch(now));
             if let Some(request) = due {
                 if !self.dispatch(provider, request, root_context, now) {
                     actions.extend(self.decide_parked(Some(provider), now));
@@ -444,7 +475,10 @@ impl Worker {
     // --- Keys shared across workers: 8 bytes fetched_at, 8 bytes refresh_at, the JWKS. ---
 
     fn publish_shared_keys(&mut self, provider: usize, body: &[u8]) {
-        let (Some(key), Some(cache)) = (self.shared_keys.get(provider), self.keyring.remote(provider)) else {
+        let (Some(key), Some(cache)) = (
+            self.shared_keys.get(provider),
+            self.keyring.remote(provider),
+        ) else {
             return;
         };
         let mut value = Vec::with_capacity(16 + body.len());
@@ -469,20 +503,22 @@ impl Worker {
         if let Some(slot) = self.shared_cas.get_mut(provider) {
             *slot = cas;
         }
-        if value.len() < 16 {
+        let Some((fetched_at, rest)) = split_u64(&value) else {
             return false;
-        }
-        let number = |bytes: &[u8]| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(bytes);
-            u64::from_be_bytes(b)
         };
-        let fetched_at = number(&value[0..8]);
-        let refresh_at = number(&value[8..16]);
+        let Some((refresh_at, body)) = split_u64(rest) else {
+            return false;
+        };
         self.keyring
             .remote_mut(provider)
-            .is_some_and(|c| !c.is_fetching() && c.adopt_shared(&value[16..], fetched_at, refresh_at))
+            .is_some_and(|c| !c.is_fetching() && c.adopt_shared(body, fetched_at, refresh_at))
     }
+}
+
+/// Reads a big-endian u64 off the front of `bytes`.
+fn split_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (head, rest) = bytes.split_first_chunk::<8>()?;
+    Some((u64::from_be_bytes(*head), rest))
 }
 
 /// Carries out decided actions for other (or the current) HTTP contexts, then restores the
