@@ -13,41 +13,47 @@ pub enum Outcome {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct AuditRecord<'a> {
+pub struct AuditRecord {
     pub audit: &'static str,
     pub outcome: Outcome,
-    pub status: u32,
+    /// The response status the client got (the upstream's, or the filter's own answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<&'a str>,
+    pub user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<&'a str>,
+    pub client_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<&'a str>,
-    pub method: &'a str,
+    pub issuer: Option<String>,
+    pub method: String,
     /// The path without its query string, which may carry secrets.
-    pub path: &'a str,
+    pub path: String,
+    /// Whole request, from its headers reaching the filter to the end of the response.
     pub latency_ms: u64,
+    /// Time the filter took to decide, including any wait for signing keys.
+    pub auth_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_sha256: Option<&'a str>,
+    pub token_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<&'static str>,
 }
 
-impl<'a> AuditRecord<'a> {
-    pub fn new(outcome: Outcome, status: u32, method: &'a str, path: &'a str) -> Self {
+impl AuditRecord {
+    pub fn new(outcome: Outcome, method: &str, path: &str) -> Self {
         AuditRecord {
             audit: "mcp_auth_filter",
             outcome,
-            status,
+            status: None,
             reason: None,
             user: None,
             client_id: None,
             issuer: None,
-            method,
-            path: path.split('?').next().unwrap_or(path),
+            method: method.to_string(),
+            path: path.split('?').next().unwrap_or(path).to_string(),
             latency_ms: 0,
+            auth_ms: 0,
             token_sha256: None,
             cache: None,
         }
@@ -64,16 +70,18 @@ mod tests {
 
     #[test]
     fn one_json_line_without_the_query() {
-        let mut r = AuditRecord::new(Outcome::Deny, 401, "POST", "/mcp?access_token=secret");
+        let mut r = AuditRecord::new(Outcome::Deny, "POST", "/mcp?access_token=secret");
+        r.status = Some(401);
         r.reason = Some("token_expired");
-        r.user = Some("alice");
-        r.token_sha256 = Some("0123456789abcdef");
+        r.user = Some("alice".into());
+        r.token_sha256 = Some("0123456789abcdef".into());
         let line = r.to_line();
         assert!(!line.contains('\n'));
         assert!(!line.contains("secret"));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["audit"], "mcp_auth_filter");
         assert_eq!(v["outcome"], "deny");
+        assert_eq!(v["status"], 401);
         assert_eq!(v["path"], "/mcp");
         assert_eq!(v["reason"], "token_expired");
         assert!(v.get("client_id").is_none());

