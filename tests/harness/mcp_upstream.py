@@ -1,0 +1,161 @@
+"""A real MCP server (official `mcp` SDK, streamable HTTP at /mcp) used as Envoy's upstream.
+
+Run as a subprocess (`python -m harness.mcp_upstream --port N` in tests/); `McpUpstream` starts
+and stops it.
+
+Tools: `whoami` (the identity headers the server received) and `add(a, b)`.
+Extra HTTP routes on the same port:
+  GET /healthz      -> 200 (the filter's bypass path in the standard config)
+  GET /_test/seen   -> headers of every request received so far (call it directly, not via Envoy)
+  anything else     -> 200 JSON echo of the request (e.g. GET /echo), so "the filter let it
+                       through" is visible in the response
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .net import LOOPBACK, GaveUp, die_with_parent, free_port, wait_until
+
+# Header carrying a per-test marker, so a test can find exactly its own requests in /_test/seen.
+MARKER_HEADER = "x-test-marker"
+SEEN_PATH = "/_test/seen"
+
+
+def build_app() -> Any:
+    """The Starlette app: MCP endpoint + test routes, wrapped by a header recorder."""
+    server = MCPServer("mcp-auth-filter test upstream")
+    seen: list[dict[str, Any]] = []
+    seen_lock = threading.Lock()
+
+    @server.tool()
+    def whoami(ctx: Context) -> dict[str, Any]:
+        """Identity headers as received by the MCP server (set by the auth filter)."""
+        headers = ctx.headers or {}
+        return {
+            "sub": headers.get("x-mcp-user-sub"),
+            "email": headers.get("x-mcp-user-email"),
+            "authorization_present": "authorization" in headers,
+        }
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    @server.custom_route("/healthz", methods=["GET", "HEAD"])
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @server.custom_route(SEEN_PATH, methods=["GET"])
+    async def seen_route(request: Request) -> Response:
+        with seen_lock:
+            return JSONResponse(list(seen))
+
+    @server.custom_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"])
+    async def echo(request: Request) -> Response:
+        return JSONResponse({"method": request.method, "path": request.url.path,
+                             "headers": [[k, v] for k, v in request.headers.items()]})
+
+    app = server.streamable_http_app(streamable_http_path="/mcp", host=LOOPBACK)
+
+    async def recording_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Record raw header pairs (duplicates kept) before anything else can alter them.
+        if scope["type"] == "http" and scope["path"] != SEEN_PATH:
+            entry = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+            }
+            with seen_lock:
+                seen.append(entry)
+        await app(scope, receive, send)
+
+    return recording_app
+
+
+def header_values(entry: dict[str, Any], name: str) -> list[str]:
+    """All values of header `name` in a /_test/seen entry."""
+    return [v for k, v in entry["headers"] if k.lower() == name.lower()]
+
+
+class McpUpstream:
+    """Starts the MCP server as a subprocess on `port` and waits until it answers."""
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20) -> McpUpstream:
+        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.mcp_upstream", "--port", str(self.port)],
+            cwd=Path(__file__).resolve().parents[1],  # tests/, so `harness` is importable
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=die_with_parent,
+        )
+        if log is not subprocess.DEVNULL:
+            log.close()  # the child holds its own copy
+        try:
+            wait_until(self._healthy, timeout, interval=0.1, what=f"MCP upstream on port {self.port}")
+        except (TimeoutError, GaveUp):
+            self.stop()
+            raise
+        return self
+
+    def _healthy(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise GaveUp(f"MCP upstream exited with code {self._proc.returncode}")
+        return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(timeout=5)
+        self._proc = None
+
+    def __enter__(self) -> McpUpstream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def seen(self, marker: str | None = None) -> list[dict[str, Any]]:
+        """Requests the upstream received (directly from it, not through Envoy), optionally only
+        those carrying `x-test-marker: <marker>`."""
+        entries = httpx.get(f"{self.url}{SEEN_PATH}", timeout=5).json()
+        if marker is None:
+            return entries
+        return [e for e in entries if marker in header_values(e, MARKER_HEADER)]
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(build_app(), host=LOOPBACK, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
