@@ -13,10 +13,14 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 
 use crate::core::audit::{AuditRecord, Outcome};
-use crate::core::authenticator::{Authenticator, Authorization, Decision, Keyring, Request};
+use crate::core::authenticator::{
+    bearer_token, Authenticator, Authorization, Decision, Keyring, Request,
+};
 use crate::core::config::Config;
 use crate::core::jwks::MAX_JWKS_BYTES;
 use crate::core::jwks_cache::{FetchOutcome, FetchRequest};
+use crate::core::jwt;
+use crate::core::response::DenyReason;
 use crate::core::response::LocalResponse;
 use crate::filter::metrics::Metrics;
 
@@ -132,7 +136,17 @@ impl Worker {
         may_fetch: bool,
     ) -> Action {
         let mut decision = self.auth.decide(&head.view(), &self.keyring, now);
-        if let Decision::Wait { provider, .. } = decision {
+        // Keys another worker loaded (it may have fetched while this one backs off) beat
+        // waiting or failing.
+        let wants_keys = match &decision {
+            Decision::Wait { provider, .. } => Some(*provider),
+            Decision::Deny {
+                reason: DenyReason::JwksUnavailable,
+                ..
+            } => self.provider_of(&head),
+            _ => None,
+        };
+        if let Some(provider) = wants_keys {
             if self.adopt_shared_keys(provider) {
                 decision = self.auth.decide(&head.view(), &self.keyring, now);
             }
@@ -172,6 +186,18 @@ impl Worker {
             deadline_ms,
         });
         Action::Park
+    }
+
+    /// The provider a request's token claims to come from (unverified `iss`), for the rare
+    /// paths that need it before the decision.
+    fn provider_of(&self, head: &RequestHead) -> Option<usize> {
+        let token = bearer_token(head.authorization.as_deref()?)?;
+        let parsed = jwt::parse(token, self.auth.config().max_token_bytes).ok()?;
+        let (index, _) = self
+            .auth
+            .config()
+            .provider_for_issuer(parsed.claims.iss.as_deref()?)?;
+        Some(index)
     }
 
     /// A second `Wait` after a failed fetch would loop: answer 503 instead.
