@@ -38,6 +38,13 @@ pub struct AuditRecord {
     pub token_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<&'static str>,
+    /// Where the upstream token came from: the exchange cache (`hit`) or the STS (`miss`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_audience: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sts_ms: Option<u64>,
 }
 
 impl AuditRecord {
@@ -56,6 +63,9 @@ impl AuditRecord {
             auth_ms: 0,
             token_sha256: None,
             cache: None,
+            exchange: None,
+            backend_audience: None,
+            sts_ms: None,
         }
     }
 

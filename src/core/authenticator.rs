@@ -189,7 +189,7 @@ impl Authenticator {
 
         if let Some(hit) = self.cache.get(&hash) {
             let skew = self.provider_skew(hit.identity.provider);
-            let time_ok = now_s < hit.exp.saturating_add(skew)
+            let time_ok = now_s < hit.identity.expires_at.saturating_add(skew)
                 && hit.nbf.is_none_or(|nbf| now_s.saturating_add(skew) >= nbf);
             let key_still_published = match (&hit.kid, keyring.keys(hit.identity.provider)) {
                 (Some(kid), Some(keys)) => keys.contains_kid(kid),
@@ -213,7 +213,6 @@ impl Authenticator {
                 let identity = self.identity(provider, &parsed);
                 let verified = VerifiedToken {
                     identity: identity.clone(),
-                    exp: parsed.claims.exp.unwrap_or(0),
                     nbf: parsed.claims.nbf,
                     kid: parsed.kid.clone(),
                     alg: parsed.alg,
@@ -295,6 +294,7 @@ impl Authenticator {
             subject: claims.sub.clone(),
             client_id: claims.client_id.clone(),
             scopes: claims.scopes.clone(),
+            expires_at: claims.exp.unwrap_or(0),
             headers,
         }
     }

@@ -3,9 +3,11 @@
 
 pub mod audit;
 pub mod authenticator;
+pub mod cache;
 pub mod config;
 pub mod jwks;
 pub mod jwks_cache;
 pub mod jwt;
 pub mod response;
 pub mod token_cache;
+pub mod token_exchange;

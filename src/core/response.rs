@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::core::config::{Config, PRM_WELL_KNOWN};
 use crate::core::jwt::TokenError;
+use crate::core::token_exchange::ExchangeFailure;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalResponse {
@@ -31,10 +32,12 @@ pub enum DenyReason {
     Token(TokenError),
     InsufficientScope,
     JwksUnavailable,
+    Exchange(ExchangeFailure),
 }
 
 impl DenyReason {
-    pub const ALL: [DenyReason; 17] = [
+    /// One of each kind (for defining a counter per label).
+    pub const ALL: [DenyReason; 22] = [
         DenyReason::MissingToken,
         DenyReason::InvalidRequest,
         DenyReason::Token(TokenError::Malformed),
@@ -52,6 +55,11 @@ impl DenyReason {
         DenyReason::Token(TokenError::MissingExpiry),
         DenyReason::InsufficientScope,
         DenyReason::JwksUnavailable,
+        DenyReason::Exchange(ExchangeFailure::Rejected),
+        DenyReason::Exchange(ExchangeFailure::Refused(None)),
+        DenyReason::Exchange(ExchangeFailure::Failed),
+        DenyReason::Exchange(ExchangeFailure::Unavailable),
+        DenyReason::Exchange(ExchangeFailure::Timeout),
     ];
 
     pub fn label(self) -> &'static str {
@@ -60,6 +68,13 @@ impl DenyReason {
             DenyReason::InvalidRequest => "invalid_request",
             DenyReason::InsufficientScope => "insufficient_scope",
             DenyReason::JwksUnavailable => "jwks_unavailable",
+            DenyReason::Exchange(f) => match f {
+                ExchangeFailure::Rejected => "exchange_rejected",
+                ExchangeFailure::Refused(_) => "exchange_refused",
+                ExchangeFailure::Failed => "exchange_failed",
+                ExchangeFailure::Unavailable => "exchange_unavailable",
+                ExchangeFailure::Timeout => "exchange_timeout",
+            },
             DenyReason::Token(e) => match e {
                 TokenError::Malformed => "token_malformed",
                 TokenError::TooLarge => "token_too_large",
@@ -225,6 +240,40 @@ impl Responses {
                 "signing keys unavailable",
                 vec![("retry-after", "1".to_string())],
             ),
+            DenyReason::Exchange(failure) => self.exchange_failure(failure),
+        }
+    }
+
+    /// The client's answer when no backend token could be had. Never names a token or secret;
+    /// an STS error code is named only when it is a standard OAuth one.
+    fn exchange_failure(&self, failure: ExchangeFailure) -> LocalResponse {
+        let unavailable = "temporarily_unavailable";
+        match failure {
+            ExchangeFailure::Rejected => self.challenge(
+                401,
+                Some("invalid_token"),
+                "invalid_token",
+                "token exchange rejected the token",
+            ),
+            ExchangeFailure::Refused(code) => {
+                let description = match code {
+                    Some(c) => format!("token exchange refused ({c})"),
+                    None => "token exchange refused".to_string(),
+                };
+                json_error(403, "access_denied", &description, vec![])
+            }
+            ExchangeFailure::Failed => {
+                json_error(502, unavailable, "token exchange failed", vec![])
+            }
+            ExchangeFailure::Unavailable => json_error(
+                503,
+                unavailable,
+                "token exchange unavailable",
+                vec![("retry-after", "1".to_string())],
+            ),
+            ExchangeFailure::Timeout => {
+                json_error(504, unavailable, "token exchange timed out", vec![])
+            }
         }
     }
 
@@ -380,6 +429,36 @@ mod tests {
             .metadata("GET", "/.well-known/oauth-protected-resourcex")
             .is_none());
         assert!(responses.metadata("GET", "/mcp").is_none());
+    }
+
+    #[test]
+    fn exchange_failures() {
+        let r = Responses::new(&config());
+        let rejected = r.deny(DenyReason::Exchange(ExchangeFailure::Rejected));
+        assert_eq!(rejected.status, 401);
+        assert!(rejected.header("www-authenticate").unwrap().ends_with(
+            "error=\"invalid_token\", error_description=\"token exchange rejected the token\""
+        ));
+        let refused = r.deny(DenyReason::Exchange(ExchangeFailure::Refused(Some(
+            "invalid_scope",
+        ))));
+        assert_eq!(refused.status, 403);
+        let body: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
+        assert_eq!(body["error"], "access_denied");
+        assert_eq!(
+            body["error_description"],
+            "token exchange refused (invalid_scope)"
+        );
+        for (failure, status) in [
+            (ExchangeFailure::Failed, 502),
+            (ExchangeFailure::Unavailable, 503),
+            (ExchangeFailure::Timeout, 504),
+        ] {
+            let resp = r.deny(DenyReason::Exchange(failure));
+            assert_eq!(resp.status, status);
+            let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+            assert_eq!(body["error"], "temporarily_unavailable");
+        }
     }
 
     #[test]

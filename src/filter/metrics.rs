@@ -15,6 +15,11 @@ pub struct Metrics {
     jwks_fetch_failed: Option<u32>,
     cache_hit: Option<u32>,
     cache_miss: Option<u32>,
+    exchange_ok: Option<u32>,
+    exchange_failed: Option<u32>,
+    exchange_cache_hit: Option<u32>,
+    exchange_cache_miss: Option<u32>,
+    sts_latency_ms: Option<u32>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -43,6 +48,15 @@ impl Metrics {
             jwks_fetch_failed: counter("mcp_auth.jwks_fetch.failed"),
             cache_hit: counter("mcp_auth.jwt_cache.hit"),
             cache_miss: counter("mcp_auth.jwt_cache.miss"),
+            exchange_ok: counter("mcp_auth.exchange.ok"),
+            exchange_failed: counter("mcp_auth.exchange.failed"),
+            exchange_cache_hit: counter("mcp_auth.exchange.cache_hit"),
+            exchange_cache_miss: counter("mcp_auth.exchange.cache_miss"),
+            sts_latency_ms: hostcalls::define_metric(
+                MetricType::Histogram,
+                "mcp_auth.exchange.sts_latency_ms",
+            )
+            .ok(),
         }
     }
 
@@ -57,7 +71,10 @@ impl Metrics {
 
     pub fn denied(&self, reason: DenyReason) {
         bump(self.denied);
-        if let Some(i) = DenyReason::ALL.iter().position(|r| *r == reason) {
+        if let Some(i) = DenyReason::ALL
+            .iter()
+            .position(|r| r.label() == reason.label())
+        {
             bump(self.denied_by.get(i).copied().flatten());
         }
     }
@@ -68,6 +85,28 @@ impl Metrics {
 
     pub fn metadata_served(&self) {
         bump(self.metadata_served);
+    }
+
+    pub fn exchange(&self, ok: bool) {
+        bump(if ok {
+            self.exchange_ok
+        } else {
+            self.exchange_failed
+        });
+    }
+
+    pub fn exchange_cache(&self, hit: bool) {
+        bump(if hit {
+            self.exchange_cache_hit
+        } else {
+            self.exchange_cache_miss
+        });
+    }
+
+    pub fn sts_latency(&self, ms: u64) {
+        if let Some(id) = self.sts_latency_ms {
+            let _ = hostcalls::record_metric(id, ms);
+        }
     }
 
     pub fn jwks_fetch(&self, ok: bool) {

@@ -5,6 +5,8 @@
 //! * [`HttpFilter`] (one per request) reads the request head, asks the [`Worker`], and either
 //!   forwards, answers, or pauses until keys arrive.
 
+mod exchange;
+mod keys;
 mod metrics;
 mod worker;
 
@@ -17,7 +19,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::core::config::Config;
-use worker::{apply_headers, apply_to_contexts, now_ms, send, RequestHead, Worker};
+use worker::{apply_headers, apply_to_contexts, now_ms, send_response, RequestHead, Worker};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -66,7 +68,7 @@ impl Context for Root {
         let id = self.context_id;
         let actions = self
             .shared
-            .with(|w| w.on_fetch_reply(token, id, body_size, now_ms()))
+            .with(|w| w.on_callout_reply(token, id, body_size, now_ms()))
             .unwrap_or_default();
         apply_to_contexts(actions, id);
     }
@@ -82,7 +84,9 @@ impl RootContext for Root {
         .ok()
         .flatten()
         .unwrap_or_default();
-        let config = match Config::from_json(&bytes) {
+        // Secrets (the STS client secret) come from the VM's environment, never the document.
+        let env = |name: &str| std::env::var(name).ok();
+        let config = match Config::from_json_with_env(&bytes, &env) {
             Ok(c) => c,
             Err(e) => {
                 log::error!("mcp_auth_filter: invalid configuration: {e}");
@@ -95,7 +99,7 @@ impl RootContext for Root {
             config.providers.len()
         );
         let worker = Worker::new(config);
-        let needs_tick = worker.has_remote_keys();
+        let needs_tick = worker.needs_tick();
         *self.shared.worker.borrow_mut() = Some(worker);
         if needs_tick {
             let _ = hostcalls::set_tick_period(TICK);
@@ -173,7 +177,7 @@ impl Context for HttpFilter {
         let id = self.context_id;
         let actions = self
             .shared
-            .with(|w| w.on_fetch_reply(token, id, body_size, now_ms()))
+            .with(|w| w.on_callout_reply(token, id, body_size, now_ms()))
             .unwrap_or_default();
         apply_to_contexts(actions, id);
     }
@@ -185,7 +189,7 @@ impl HttpContext for HttpFilter {
         let id = self.context_id;
         let Some(action) = self.shared.with(|w| w.on_request(id, head, now_ms())) else {
             // No configuration (cannot happen once on_configure succeeded): fail closed.
-            send(&crate::core::response::LocalResponse {
+            send_response(&crate::core::response::LocalResponse {
                 status: 503,
                 headers: vec![("content-type", "application/json".into())],
                 body:
@@ -200,7 +204,7 @@ impl HttpContext for HttpFilter {
                 Action::Continue
             }
             worker::Action::Respond(response) => {
-                send(&response);
+                send_response(&response);
                 Action::Pause
             }
             worker::Action::Park => Action::Pause,

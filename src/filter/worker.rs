@@ -1,27 +1,27 @@
 //! State of one Envoy worker's VM, shared by its root context and its HTTP contexts:
-//! the authenticator, the keys, JWKS callouts in flight and requests parked waiting for keys.
+//! the authenticator, the keys, the token exchanger, callouts in flight and parked requests.
 //!
 //! A callout's reply reaches the context that dispatched it (root or HTTP). Whichever it is,
-//! it hands the reply here, and every request parked on that provider is decided again.
-//! Decisions are computed while the state is borrowed; the host calls that act on them (which
-//! can call back into the VM) are made by the caller after the borrow is released.
+//! it hands the reply here, and every request parked on it is decided again. Decisions are
+//! computed while this state is borrowed; the host calls that act on other requests (which can
+//! call back into the VM) are made by the caller after the borrow is released.
+//!
+//! JWKS callouts live in `keys.rs`, token-exchange callouts in `exchange.rs`.
 
 use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::MapType;
+use proxy_wasm::types::{BufferType, MapType};
 
 use crate::core::audit::{AuditRecord, Outcome};
-use crate::core::authenticator::{
-    bearer_token, Authenticator, Authorization, Decision, Keyring, Request,
-};
+use crate::core::authenticator::{Authenticator, Authorization, Decision, Keyring, Request};
+use crate::core::cache::Digest;
 use crate::core::config::Config;
-use crate::core::jwks::MAX_JWKS_BYTES;
-use crate::core::jwks_cache::{FetchOutcome, FetchRequest};
-use crate::core::jwt;
-use crate::core::response::DenyReason;
-use crate::core::response::LocalResponse;
+use crate::core::response::{DenyReason, LocalResponse};
+use crate::core::token_cache::Identity;
+use crate::core::token_exchange::TokenExchanger;
+use crate::filter::exchange::InFlightExchange;
 use crate::filter::metrics::Metrics;
 
 pub fn now_ms() -> u64 {
@@ -30,6 +30,9 @@ pub fn now_ms() -> u64 {
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+/// Grace beyond a callout's own timeout before a waiting request is given up on.
+pub(super) const WAIT_GRACE_MS: u64 = 1_000;
 
 /// A request head kept while its request is parked (the token stays in memory only).
 #[derive(Debug, Clone)]
@@ -42,7 +45,7 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
-    fn view(&self) -> Request<'_> {
+    pub(super) fn view(&self) -> Request<'_> {
         Request {
             method: &self.method,
             path: &self.path,
@@ -65,34 +68,73 @@ pub enum Action {
         set: Vec<(String, String)>,
     },
     Respond(LocalResponse),
-    /// Keep waiting (still parked).
+    /// Keep waiting (parked).
     Park,
 }
 
-struct Parked {
-    context_id: u32,
-    provider: usize,
-    head: RequestHead,
-    started_ms: u64,
-    deadline_ms: u64,
+/// An authenticated request (the `Decision::Allow` parts).
+#[derive(Debug, Clone)]
+pub(super) struct Allowed {
+    pub identity: Identity,
+    pub fingerprint: String,
+    pub cache_hit: bool,
 }
 
-struct Callout {
-    provider: usize,
-    is_discovery: bool,
+/// How the upstream token was obtained, for the audit line.
+pub(super) struct ExchangeNote {
+    pub header: (String, String),
+    pub cache_hit: bool,
+    pub sts_ms: Option<u64>,
+}
+
+pub(super) enum Waiting {
+    Keys(usize),
+    Exchange { key: Digest, allowed: Allowed },
+}
+
+/// A request being decided: its context, its head, and when its headers arrived.
+pub(super) struct PendingRequest {
+    pub context_id: u32,
+    pub head: RequestHead,
+    pub started_ms: u64,
+}
+
+pub(super) struct Parked {
+    pub request: PendingRequest,
+    pub deadline_ms: u64,
+    pub waiting: Waiting,
+}
+
+pub(super) enum CalloutKind {
+    Jwks { provider: usize, is_discovery: bool },
+    Exchange { key: Digest },
+}
+
+pub(super) struct Callout {
+    pub kind: CalloutKind,
     /// The context whose host call dispatched it: the reply is delivered there.
-    owner: u32,
+    pub owner: u32,
+}
+
+/// A callout reply as read from the host.
+pub(super) struct Reply {
+    pub status: Option<u16>,
+    pub cache_control: Option<String>,
+    /// `None` when the body was larger than the caller's limit.
+    pub body: Option<Vec<u8>>,
 }
 
 pub struct Worker {
-    auth: Authenticator,
-    keyring: Keyring,
-    metrics: Metrics,
-    callouts: HashMap<u32, Callout>,
-    parked: Vec<Parked>,
+    pub(super) auth: Authenticator,
+    pub(super) keyring: Keyring,
+    pub(super) exchanger: Option<TokenExchanger>,
+    pub(super) metrics: Metrics,
+    pub(super) callouts: HashMap<u32, Callout>,
+    pub(super) exchanges: HashMap<Digest, InFlightExchange>,
+    pub(super) parked: Vec<Parked>,
     /// Shared-data key per provider, to share fetched keys with the other workers.
-    shared_keys: Vec<String>,
-    shared_cas: Vec<Option<u32>>,
+    pub(super) shared_keys: Vec<String>,
+    pub(super) shared_cas: Vec<Option<u32>>,
     /// Audit records of decided requests, logged when the request ends (`on_log`) with the
     /// status the client got.
     audits: HashMap<u32, (AuditRecord, u64)>,
@@ -108,9 +150,11 @@ impl Worker {
         let n = shared_keys.len();
         Worker {
             keyring: Keyring::new(&config),
+            exchanger: config.token_exchange.clone().map(TokenExchanger::new),
             auth: Authenticator::new(config),
             metrics: Metrics::define(),
             callouts: HashMap::new(),
+            exchanges: HashMap::new(),
             parked: Vec::new(),
             shared_keys,
             shared_cas: vec![None; n],
@@ -118,124 +162,76 @@ impl Worker {
         }
     }
 
-    pub fn has_remote_keys(&self) -> bool {
-        (0..self.keyring.len()).any(|p| self.keyring.remote(p).is_some())
+    pub fn needs_tick(&self) -> bool {
+        self.exchanger.is_some()
+            || (0..self.keyring.len()).any(|p| self.keyring.remote(p).is_some())
     }
 
     /// Decides a new request. `Action::Park` means the request is parked: return `Pause`.
     pub fn on_request(&mut self, context_id: u32, head: RequestHead, now: u64) -> Action {
-        self.decide_and_act(context_id, head, now, now, true)
-    }
-
-    fn decide_and_act(
-        &mut self,
-        context_id: u32,
-        head: RequestHead,
-        started_ms: u64,
-        now: u64,
-        may_fetch: bool,
-    ) -> Action {
-        let mut decision = self.auth.decide(&head.view(), &self.keyring, now);
-        // Keys another worker loaded (it may have fetched while this one backs off) beat
-        // waiting or failing.
-        let wants_keys = match &decision {
-            Decision::Wait { provider, .. } => Some(*provider),
-            Decision::Deny {
-                reason: DenyReason::JwksUnavailable,
-                ..
-            } => self.provider_of(&head),
-            _ => None,
-        };
-        if let Some(provider) = wants_keys {
-            if self.adopt_shared_keys(provider) {
-                decision = self.auth.decide(&head.view(), &self.keyring, now);
-            }
-        }
-        let Decision::Wait { provider, wait_for } = decision else {
-            return self.conclude(context_id, decision, &head, started_ms, now);
-        };
-        let fetching = self
-            .keyring
-            .remote(provider)
-            .is_some_and(|c| c.is_fetching());
-        if !fetching && may_fetch {
-            match self.keyring.fetch_for(provider, wait_for, now) {
-                Some(request) => {
-                    if !self.dispatch(provider, request, context_id, now) {
-                        // The failure is recorded; decide again without waiting.
-                        let decision = self.auth.decide(&head.view(), &self.keyring, now);
-                        return self
-                            .conclude_or_unavailable(context_id, decision, &head, started_ms, now);
-                    }
-                }
-                None => {
-                    let decision = self.auth.keys_unavailable(None);
-                    return self.conclude(context_id, decision, &head, started_ms, now);
-                }
-            }
-        } else if !fetching {
-            let decision = self.auth.decide(&head.view(), &self.keyring, now);
-            return self.conclude_or_unavailable(context_id, decision, &head, started_ms, now);
-        }
-        let deadline_ms = now + self.wait_budget_ms(provider);
-        self.parked.push(Parked {
+        let request = PendingRequest {
             context_id,
-            provider,
             head,
-            started_ms,
-            deadline_ms,
-        });
-        Action::Park
+            started_ms: now,
+        };
+        self.evaluate(request, context_id, now, true)
     }
 
-    /// The provider a request's token claims to come from (unverified `iss`), for the rare
-    /// paths that need it before the decision.
-    fn provider_of(&self, head: &RequestHead) -> Option<usize> {
-        let token = bearer_token(head.authorization.as_deref()?)?;
-        let parsed = jwt::parse(token, self.auth.config().max_token_bytes).ok()?;
-        let (index, _) = self
-            .auth
-            .config()
-            .provider_for_issuer(parsed.claims.iss.as_deref()?)?;
-        Some(index)
+    /// Decides a request. `active` is the context whose host call we are in: callouts sent
+    /// now reply there. `may_fetch_keys` is false for requests that already waited for keys.
+    pub(super) fn evaluate(
+        &mut self,
+        request: PendingRequest,
+        active: u32,
+        now: u64,
+        may_fetch_keys: bool,
+    ) -> Action {
+        match self.decide_with_shared_keys(&request.head, now) {
+            Decision::Wait { provider, wait_for } => {
+                self.wait_for_keys(request, active, now, (provider, wait_for), may_fetch_keys)
+            }
+            Decision::Allow {
+                identity,
+                fingerprint,
+                cache_hit,
+            } if self.exchanger.is_some() => {
+                let allowed = Allowed {
+                    identity,
+                    fingerprint,
+                    cache_hit,
+                };
+                self.exchange_for(request, active, now, allowed)
+            }
+            decision => self.conclude(&request, decision, now, None),
+        }
     }
 
     /// A second `Wait` after a failed fetch would loop: answer 503 instead.
-    fn conclude_or_unavailable(
+    pub(super) fn conclude_or_unavailable(
         &mut self,
-        context_id: u32,
+        request: &PendingRequest,
         decision: Decision,
-        head: &RequestHead,
-        started_ms: u64,
         now: u64,
     ) -> Action {
         let decision = match decision {
             Decision::Wait { .. } => self.auth.keys_unavailable(None),
             other => other,
         };
-        self.conclude(context_id, decision, head, started_ms, now)
+        self.conclude(request, decision, now, None)
     }
 
-    /// How long a parked request may wait: a discovery fetch and a JWKS fetch, plus grace.
-    fn wait_budget_ms(&self, provider: usize) -> u64 {
-        let timeout = self
-            .keyring
-            .remote(provider)
-            .map_or(Duration::from_secs(5), |c| c.timeout());
-        2 * timeout.as_millis() as u64 + 1_000
-    }
-
-    /// Metrics, the audit record and the action for a final decision.
-    fn conclude(
+    /// Metrics, the audit record and the action for a final decision. With `exchange`, an
+    /// allowed request also carries the upstream token.
+    pub(super) fn conclude(
         &mut self,
-        context_id: u32,
+        request: &PendingRequest,
         decision: Decision,
-        head: &RequestHead,
-        started_ms: u64,
         now: u64,
+        exchange: Option<ExchangeNote>,
     ) -> Action {
+        let head = &request.head;
         let mut record = AuditRecord::new(Outcome::Allow, &head.method, &head.path);
-        record.auth_ms = now.saturating_sub(started_ms);
+        record.auth_ms = now.saturating_sub(request.started_ms);
         let stripped = &self.auth.config().stripped_headers;
         let action = match &decision {
             Decision::Respond(response) => {
@@ -262,9 +258,19 @@ impl Worker {
                 record.issuer = Some(identity.issuer.clone());
                 record.token_sha256 = Some(fingerprint.clone());
                 record.cache = Some(if *cache_hit { "hit" } else { "miss" });
+                let mut set = identity.headers.clone();
+                if let Some(note) = exchange {
+                    record.exchange = Some(if note.cache_hit { "hit" } else { "miss" });
+                    record.backend_audience = self
+                        .exchanger
+                        .as_ref()
+                        .and_then(|x| x.audience().map(str::to_string));
+                    record.sts_ms = note.sts_ms;
+                    set.push(note.header);
+                }
                 Action::Forward {
                     remove: stripped.clone(),
-                    set: identity.headers.clone(),
+                    set,
                 }
             }
             Decision::Deny {
@@ -284,8 +290,19 @@ impl Worker {
             }
             Decision::Wait { .. } => return Action::Park,
         };
-        self.audits.insert(context_id, (record, started_ms));
+        self.audits
+            .insert(request.context_id, (record, request.started_ms));
         action
+    }
+
+    /// The denial of an authenticated request (its identity stays in the audit line).
+    pub(super) fn deny_allowed(&self, allowed: Allowed, reason: DenyReason) -> Decision {
+        Decision::Deny {
+            reason,
+            response: self.auth.responses().deny(reason),
+            identity: Some(allowed.identity),
+            fingerprint: Some(allowed.fingerprint),
+        }
     }
 
     /// Logs the audit line of a request that ended, with the status the client got.
@@ -297,205 +314,63 @@ impl Worker {
         }
     }
 
-    /// Sends a JWKS or discovery callout; `false` if the host refused it (failure recorded).
-    fn dispatch(&mut self, provider: usize, request: FetchRequest, owner: u32, now: u64) -> bool {
-        let headers = vec![
-            (":method", "GET"),
-            (":path", request.target.path.as_str()),
-            (":authority", request.target.authority.as_str()),
-            ("accept", "application/json"),
-            ("user-agent", "mcp-auth-filter"),
-        ];
-        match hostcalls::dispatch_http_call(
-            &request.cluster,
-            headers,
-            None,
-            vec![],
-            request.timeout,
-        ) {
-            Ok(token) => {
-                self.callouts.insert(
-                    token,
-                    Callout {
-                        provider,
-                        is_discovery: request.is_discovery,
-                        owner,
-                    },
-                );
-                true
-            }
-            Err(status) => {
-                let reason = format!("cannot call cluster {:?}: {status:?}", request.cluster);
-                self.record_failure(provider, reason, now);
-                false
-            }
-        }
-    }
-
-    fn record_failure(&mut self, provider: usize, reason: String, now: u64) {
-        self.metrics.jwks_fetch(false);
-        log::warn!(
-            "mcp_auth_filter: JWKS fetch for provider {} failed: {reason}",
-            self.provider_name(provider)
-        );
-        if let Some(cache) = self.keyring.remote_mut(provider) {
-            cache.on_failure(now, reason);
-        }
-    }
-
-    fn provider_name(&self, provider: usize) -> &str {
-        self.auth
-            .config()
-            .providers
-            .get(provider)
-            .map_or("?", |p| p.name.as_str())
-    }
-
-    /// Handles a callout reply delivered to `current_context`. Returns the parked requests
-    /// decided as a result, for the caller to act on once this state is no longer borrowed.
-    pub fn on_fetch_reply(
+    /// Handles a callout reply delivered to `active`. Returns the parked requests decided as
+    /// a result, for the caller to act on once this state is no longer borrowed.
+    pub fn on_callout_reply(
         &mut self,
         token: u32,
-        current_context: u32,
+        active: u32,
         body_size: usize,
         now: u64,
     ) -> Vec<(u32, Action)> {
         let Some(callout) = self.callouts.remove(&token) else {
             return Vec::new();
         };
-        let provider = callout.provider;
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| s.parse::<u16>().ok());
-        let cache_control =
-            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "cache-control")
-                .ok()
-                .flatten();
-        let outcome = if body_size > MAX_JWKS_BYTES {
-            self.keyring
-                .remote_mut(provider)
-                .map(|c| c.on_failure(now, format!("response of {body_size} bytes is too large")))
-        } else {
-            let body = hostcalls::get_buffer(
-                proxy_wasm::types::BufferType::HttpCallResponseBody,
-                0,
-                body_size,
-            )
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-            let outcome = self.keyring.remote_mut(provider).map(|c| {
-                c.on_response(
-                    now,
-                    callout.is_discovery,
-                    status,
-                    cache_control.as_deref(),
-                    &body,
-                )
-            });
-            if outcome == Some(FetchOutcome::KeysUpdated) {
-                self.publish_shared_keys(provider, &body);
+        match callout.kind {
+            CalloutKind::Jwks {
+                provider,
+                is_discovery,
+            } => {
+                let reply = read_reply(body_size, crate::core::jwks::MAX_JWKS_BYTES);
+                self.on_jwks_reply(provider, is_discovery, reply, active, now)
             }
-            outcome
-        };
-        match outcome {
-            Some(FetchOutcome::KeysUpdated) => {
-                self.metrics.jwks_fetch(true);
-                let keys = self.keyring.keys(provider).map_or(0, |k| k.len());
-                log::info!(
-                    "mcp_auth_filter: loaded {keys} signing keys for provider {}",
-                    self.provider_name(provider)
-                );
-            }
-            Some(FetchOutcome::FetchNext(next)) => {
-                // The JWKS fetch follows discovery; parked requests keep waiting for it.
-                let dispatched = self.dispatch(provider, next, current_context, now);
-                if dispatched {
-                    return Vec::new();
-                }
-            }
-            Some(FetchOutcome::Failed(reason)) => {
-                self.metrics.jwks_fetch(false);
-                log::warn!(
-                    "mcp_auth_filter: JWKS fetch for provider {} failed: {reason}",
-                    self.provider_name(provider)
-                );
-            }
-            None => {}
-        }
-        self.decide_parked(Some(provider), now)
-    }
-
-    /// Decides again the requests parked on `provider` (all when `None`).
-    fn decide_parked(&mut self, provider: Option<usize>, now: u64) -> Vec<(u32, Action)> {
-        let (ready, waiting): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.parked)
-            .into_iter()
-            .partition(|p| provider.is_none_or(|q| q == p.provider));
-        self.parked = waiting;
-        let mut actions = Vec::with_capacity(ready.len());
-        for p in ready {
-            // No new fetch from here: a request gets one round of waiting.
-            let action = self.decide_and_act(p.context_id, p.head, p.started_ms, now, false);
-            if !matches!(action, Action::Park) {
-                actions.push((p.context_id, action));
+            CalloutKind::Exchange { key } => {
+                let reply = read_reply(body_size, crate::core::token_exchange::MAX_RESPONSE_BYTES);
+                self.on_exchange_reply(key, reply, active, now)
             }
         }
-        actions
     }
 
     /// Periodic work (root context's tick): adopt keys other workers fetched, give up on
-    /// overdue callouts and over-waited requests, start background refreshes.
+    /// overdue callouts and over-waited requests, start background refreshes, resend
+    /// exchanges whose callout was lost.
     pub fn on_tick(&mut self, root_context: u32, now: u64) -> Vec<(u32, Action)> {
-        let mut actions = Vec::new();
-        for provider in 0..self.keyring.len() {
-            if self.keyring.remote(provider).is_none() {
-                continue;
-            }
-            if self.adopt_shared_keys(provider) {
-                actions.extend(self.decide_parked(Some(provider), now));
-            }
-            let overdue = self
-                .keyring
-                .remote_mut(provider)
-                .is_some_and(|c| c.expire_overdue(now));
-            if overdue {
-                self.callouts.retain(|_, c| c.provider != provider);
-                self.metrics.jwks_fetch(false);
-                log::warn!(
-                    "mcp_auth_filter: JWKS fetch for provider {} got no reply in time",
-                    self.provider_name(provider)
-                );
-                actions.extend(self.decide_parked(Some(provider), now));
-            }
-            let due = self
-                .keyring
-                .remote_mut(provider)
-                .and_then(|c| c.due_fetch(now));
-            if let Some(request) = due {
-                if !self.dispatch(provider, request, root_context, now) {
-                    actions.extend(self.decide_parked(Some(provider), now));
-                }
-            }
-        }
+        let mut actions = self.tick_keys(root_context, now);
+        actions.extend(self.tick_exchanges(root_context, now));
         let (expired, waiting): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.parked)
             .into_iter()
             .partition(|p| now >= p.deadline_ms);
         self.parked = waiting;
         for p in expired {
-            let decision = self.auth.keys_unavailable(None);
-            let action = self.conclude(p.context_id, decision, &p.head, p.started_ms, now);
-            actions.push((p.context_id, action));
+            let decision = match p.waiting {
+                Waiting::Keys(_) => self.auth.keys_unavailable(None),
+                Waiting::Exchange { allowed, .. } => self.deny_allowed(
+                    allowed,
+                    DenyReason::Exchange(crate::core::token_exchange::ExchangeFailure::Timeout),
+                ),
+            };
+            let action = self.conclude(&p.request, decision, now, None);
+            actions.push((p.request.context_id, action));
         }
         actions
     }
 
     /// An HTTP context ended. Its parked request is dropped; a callout it owned will never
-    /// deliver its reply, so the fetch is forgotten and the next tick starts another.
+    /// deliver its reply, so it is forgotten and sent again by the root on the next tick.
     pub fn on_context_gone(&mut self, context_id: u32) {
         // A request that ended without `on_log` (client gone while it waited) is still audited.
         self.log_audit(context_id, None, now_ms());
-        self.parked.retain(|p| p.context_id != context_id);
+        self.parked.retain(|p| p.request.context_id != context_id);
         let orphaned: Vec<u32> = self
             .callouts
             .iter()
@@ -503,61 +378,64 @@ impl Worker {
             .map(|(t, _)| *t)
             .collect();
         for token in orphaned {
-            if let Some(c) = self.callouts.remove(&token) {
-                if let Some(cache) = self.keyring.remote_mut(c.provider) {
-                    cache.abandon_fetch();
+            let Some(callout) = self.callouts.remove(&token) else {
+                continue;
+            };
+            match callout.kind {
+                CalloutKind::Jwks { provider, .. } => {
+                    if let Some(cache) = self.keyring.remote_mut(provider) {
+                        cache.abandon_fetch();
+                    }
+                }
+                CalloutKind::Exchange { key } => {
+                    if let Some(flight) = self.exchanges.get_mut(&key) {
+                        flight.callout = None;
+                    }
                 }
             }
         }
     }
 
-    // --- Keys shared across workers: 8 bytes fetched_at, 8 bytes refresh_at, the JWKS. ---
-
-    fn publish_shared_keys(&mut self, provider: usize, body: &[u8]) {
-        let (Some(key), Some(cache)) = (
-            self.shared_keys.get(provider),
-            self.keyring.remote(provider),
-        ) else {
-            return;
-        };
-        let mut value = Vec::with_capacity(16 + body.len());
-        value.extend_from_slice(&cache.fetched_at.to_be_bytes());
-        value.extend_from_slice(&cache.refresh_at().to_be_bytes());
-        value.extend_from_slice(body);
-        // Without a CAS: the newest fetch wins, and readers only adopt newer keys anyway.
-        let _ = hostcalls::set_shared_data(key, Some(&value), None);
-    }
-
-    /// Adopts keys another worker published, if newer than ours. True when adopted.
-    fn adopt_shared_keys(&mut self, provider: usize) -> bool {
-        let Some(key) = self.shared_keys.get(provider) else {
-            return false;
-        };
-        let Ok((Some(value), cas)) = hostcalls::get_shared_data(key) else {
-            return false;
-        };
-        if cas.is_some() && self.shared_cas.get(provider).copied().flatten() == cas {
-            return false;
+    /// Sends an HTTP callout and records it; `None` if the host refused it.
+    pub(super) fn send(
+        &mut self,
+        cluster: &str,
+        headers: Vec<(&str, &str)>,
+        body: Option<&[u8]>,
+        timeout: Duration,
+        kind: CalloutKind,
+        owner: u32,
+    ) -> Option<u32> {
+        match hostcalls::dispatch_http_call(cluster, headers, body, vec![], timeout) {
+            Ok(token) => {
+                self.callouts.insert(token, Callout { kind, owner });
+                Some(token)
+            }
+            Err(status) => {
+                log::warn!("mcp_auth_filter: cannot call cluster {cluster:?}: {status:?}");
+                None
+            }
         }
-        if let Some(slot) = self.shared_cas.get_mut(provider) {
-            *slot = cas;
-        }
-        let Some((fetched_at, rest)) = split_u64(&value) else {
-            return false;
-        };
-        let Some((refresh_at, body)) = split_u64(rest) else {
-            return false;
-        };
-        self.keyring
-            .remote_mut(provider)
-            .is_some_and(|c| !c.is_fetching() && c.adopt_shared(body, fetched_at, refresh_at))
     }
 }
 
-/// Reads a big-endian u64 off the front of `bytes`.
-fn split_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let (head, rest) = bytes.split_first_chunk::<8>()?;
-    Some((u64::from_be_bytes(*head), rest))
+fn read_reply(body_size: usize, limit: usize) -> Reply {
+    let header = |name: &str| {
+        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
+            .ok()
+            .flatten()
+    };
+    let body = (body_size <= limit).then(|| {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    });
+    Reply {
+        status: header(":status").and_then(|s| s.parse::<u16>().ok()),
+        cache_control: header("cache-control"),
+        body,
+    }
 }
 
 /// Carries out decided actions for other (or the current) HTTP contexts, then restores the
@@ -576,7 +454,7 @@ pub fn apply_to_contexts(actions: Vec<(u32, Action)>, current_context: u32) {
                 apply_headers(&remove, &set);
                 let _ = hostcalls::resume_http_request();
             }
-            Action::Respond(response) => send(&response),
+            Action::Respond(response) => send_response(&response),
             Action::Park => {}
         }
     }
@@ -592,7 +470,7 @@ pub fn apply_headers(remove: &[String], set: &[(String, String)]) {
     }
 }
 
-pub fn send(response: &LocalResponse) {
+pub fn send_response(response: &LocalResponse) {
     let headers: Vec<(&str, &str)> = response
         .headers
         .iter()

@@ -5,13 +5,13 @@
 //! filter relies on. Every error names the field's path, e.g.
 //! `providers.okta.remote_jwks.http_uri.uri: not an http(s) URL`.
 
-use std::collections::BTreeMap;
+mod reader;
+
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::core::jwks::KeySet;
+use reader::Obj;
 
 /// A configuration error: the path of the offending field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,8 +61,51 @@ pub struct Config {
     pub max_token_bytes: usize,
     pub providers: Vec<Provider>,
     /// Request headers removed before anything goes upstream: `authorization` and every header
-    /// the filter itself sets from claims (so a client cannot spoof them).
+    /// the filter itself sets (from claims, or the exchanged token), so a client cannot spoof them.
     pub stripped_headers: Vec<String>,
+    pub token_exchange: Option<TokenExchangeConfig>,
+}
+
+/// RFC 8693 token exchange at an STS, for the token that goes upstream.
+#[derive(Debug, Clone)]
+pub struct TokenExchangeConfig {
+    pub cluster: String,
+    pub endpoint: HttpTarget,
+    pub timeout: Duration,
+    pub audience: Option<String>,
+    pub scopes: Vec<String>,
+    pub resource: Option<String>,
+    /// Full URN, e.g. `urn:ietf:params:oauth:token-type:access_token`.
+    pub subject_token_type: String,
+    pub requested_token_type: String,
+    pub client_auth: ClientAuth,
+    pub extra_params: Vec<(String, String)>,
+    pub upstream_header: String,
+    pub upstream_prefix: String,
+    pub accepted_token_types: Vec<String>,
+    pub cache_max_entries: usize,
+    pub expiry_margin: Duration,
+    pub default_ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// HTTP Basic with the url-encoded id and secret (RFC 6749 §2.3.1).
+    Basic { client_id: String, secret: Secret },
+    /// `client_id` and `client_secret` in the form body.
+    Post { client_id: String, secret: Secret },
+    /// No client authentication (Google STS); `client_id` sent when given.
+    None { client_id: Option<String> },
+}
+
+/// A secret read from the VM's environment. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,15 +173,21 @@ pub struct ClaimToHeader {
 }
 
 impl Config {
-    /// Parses and validates the plugin configuration document.
+    /// Parses and validates the plugin configuration document, with no environment.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            err(path, e.into_inner().to_string())
-        })?;
-        validate(raw)
+        Config::from_json_with_env(bytes, &|_| None)
+    }
+
+    /// Parses and validates the plugin configuration; `env` reads the VM's environment
+    /// variables (where secrets live, never in the document itself).
+    pub fn from_json_with_env(
+        bytes: &[u8],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let doc: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| err("", format!("not JSON ({e})")))?;
+        let raw = RawConfig::read(&Obj::new(String::new(), &doc)?)?;
+        validate(raw, env)
     }
 
     pub fn provider_for_issuer(&self, issuer: &str) -> Option<(usize, &Provider)> {
@@ -153,39 +202,202 @@ impl Config {
 // Raw document
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawConfig {
     resource: Option<String>,
     resource_name: Option<String>,
     authorization_servers: Option<Vec<String>>,
     scopes_supported: Option<Vec<String>>,
-    #[serde(default)]
     required_scopes: Vec<String>,
-    #[serde(default)]
     bypass_paths: Vec<RawPathMatch>,
     bypass_cors_preflight: Option<bool>,
     jwt_cache_config: Option<RawJwtCacheConfig>,
-    max_token_bytes: Option<usize>,
-    #[serde(default)]
-    providers: BTreeMap<String, RawProvider>,
+    max_token_bytes: Option<u64>,
+    providers: Vec<(String, RawProvider)>,
+    token_exchange: Option<RawTokenExchange>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl RawConfig {
+    fn read(o: &Obj) -> Result<Self, ConfigError> {
+        o.only(&[
+            "resource",
+            "resource_name",
+            "authorization_servers",
+            "scopes_supported",
+            "required_scopes",
+            "bypass_paths",
+            "bypass_cors_preflight",
+            "jwt_cache_config",
+            "max_token_bytes",
+            "providers",
+            "token_exchange",
+        ])?;
+        Ok(RawConfig {
+            resource: o.string("resource")?,
+            resource_name: o.string("resource_name")?,
+            authorization_servers: o.strings("authorization_servers")?,
+            scopes_supported: o.strings("scopes_supported")?,
+            required_scopes: o.strings("required_scopes")?.unwrap_or_default(),
+            bypass_paths: o
+                .objects("bypass_paths")?
+                .iter()
+                .map(RawPathMatch::read)
+                .collect::<Result<_, _>>()?,
+            bypass_cors_preflight: o.boolean("bypass_cors_preflight")?,
+            jwt_cache_config: o
+                .object("jwt_cache_config")?
+                .map(|c| RawJwtCacheConfig::read(&c))
+                .transpose()?,
+            max_token_bytes: o.number("max_token_bytes")?,
+            providers: o
+                .entries("providers")?
+                .into_iter()
+                .map(|(name, p)| Ok((name, RawProvider::read(&p)?)))
+                .collect::<Result<_, ConfigError>>()?,
+            token_exchange: o
+                .object("token_exchange")?
+                .map(|t| RawTokenExchange::read(&t))
+                .transpose()?,
+        })
+    }
+}
+
+struct RawTokenExchange {
+    token_endpoint: Option<RawHttpUri>,
+    audience: Option<String>,
+    scopes: Vec<String>,
+    resource: Option<String>,
+    subject_token_type: Option<String>,
+    requested_token_type: Option<String>,
+    client_auth: Option<RawClientAuth>,
+    extra_params: Vec<(String, String)>,
+    upstream_header: Option<RawUpstreamHeader>,
+    accepted_token_types: Option<Vec<String>>,
+    cache: Option<RawExchangeCache>,
+}
+
+impl RawTokenExchange {
+    fn read(o: &Obj) -> Result<Self, ConfigError> {
+        o.only(&[
+            "token_endpoint",
+            "audience",
+            "scopes",
+            "resource",
+            "subject_token_type",
+            "requested_token_type",
+            "client_auth",
+            "extra_params",
+            "upstream_header",
+            "accepted_token_types",
+            "cache",
+        ])?;
+        Ok(RawTokenExchange {
+            token_endpoint: o
+                .object("token_endpoint")?
+                .map(|h| RawHttpUri::read(&h))
+                .transpose()?,
+            audience: o.string("audience")?,
+            scopes: o.strings("scopes")?.unwrap_or_default(),
+            resource: o.string("resource")?,
+            subject_token_type: o.string("subject_token_type")?,
+            requested_token_type: o.string("requested_token_type")?,
+            client_auth: o
+                .object("client_auth")?
+                .map(|c| RawClientAuth::read(&c))
+                .transpose()?,
+            extra_params: o.string_entries("extra_params")?,
+            upstream_header: o
+                .object("upstream_header")?
+                .map(|h| RawUpstreamHeader::read(&h))
+                .transpose()?,
+            accepted_token_types: o.strings("accepted_token_types")?,
+            cache: o
+                .object("cache")?
+                .map(|c| RawExchangeCache::read(&c))
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(Default)]
+struct RawClientAuth {
+    method: Option<String>,
+    client_id: Option<String>,
+    client_secret_env: Option<String>,
+}
+
+impl RawClientAuth {
+    fn read(o: &Obj) -> Result<Self, ConfigError> {
+        o.only(&["method", "client_id", "client_secret_env"])?;
+        Ok(RawClientAuth {
+            method: o.string("method")?,
+            client_id: o.string("client_id")?,
+            client_secret_env: o.string("client_secret_env")?,
+        })
+    }
+}
+
+#[derive(Default)]
+struct RawUpstreamHeader {
+    name: Option<String>,
+    prefix: Option<String>,
+}
+
+impl RawUpstreamHeader {
+    fn read(o: &Obj) -> Result<Self, ConfigError> {
+        o.only(&["name", "prefix"])?;
+        Ok(RawUpstreamHeader {
+            name: o.string("name")?,
+            prefix: o.string("prefix")?,
+        })
+    }
+}
+
+#[derive(Default)]
+struct RawExchangeCache {
+    max_entries: Option<u64>,
+    expiry_margin: Option<String>,
+    default_ttl: Option<String>,
+}
+
+impl RawExchangeCache {
+    fn read(o: &Obj) -> Result<Self, ConfigError> {
+        o.only(&["max_entries", "expiry_margin", "default_ttl"])?;
+        Ok(RawExchangeCache {
+            max_entries: o.number("max_entries")?,
+            expiry_margin: o.string("expiry_margin")?,
+            default_ttl: o.string("default_ttl")?,
+        })
+    }
+}
+
 struct RawPathMatch {
     exact: Option<String>,
     prefix: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawJwtCacheConfig {
-    jwt_cache_size: Option<usize>,
+impl RawPathMatch {
+    fn read(o: &Obj) -> Result<Self, ConfigError> {
+        o.only(&["exact", "prefix"])?;
+        Ok(RawPathMatch {
+            exact: o.string("exact")?,
+            prefix: o.string("prefix")?,
+        })
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+struct RawJwtCacheConfig {
+    jwt_cache_size: Option<u64>,
+}
+
+impl RawJwtCacheConfig {
+    fn read(o: &Obj) -> Result<Self, ConfigError> {
+        o.only(&["jwt_cache_size"])?;
+        Ok(RawJwtCacheConfig {
+            jwt_cache_size: o.number("jwt_cache_size")?,
+        })
+    }
+}
+
 struct RawProvider {
     issuer: Option<String>,
     audiences: Option<Vec<String>>,
@@ -193,12 +405,45 @@ struct RawProvider {
     local_jwks: Option<RawLocalJwks>,
     oidc_discovery: Option<RawDiscovery>,
     clock_skew_seconds: Option<u64>,
-    #[serde(default)]
     claim_to_headers: Vec<RawClaimToHeader>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl RawProvider {
+    fn read(o: &Obj) -> Result<Self, ConfigError> {
+        o.only(&[
+            "issuer",
+            "audiences",
+            "remote_jwks",
+            "local_jwks",
+            "oidc_discovery",
+            "clock_skew_seconds",
+            "claim_to_headers",
+        ])?;
+        Ok(RawProvider {
+            issuer: o.string("issuer")?,
+            audiences: o.strings("audiences")?,
+            remote_jwks: o
+                .object("remote_jwks")?
+                .map(|r| RawRemoteJwks::read(&r))
+                .transpose()?,
+            local_jwks: o
+                .object("local_jwks")?
+                .map(|l| RawLocalJwks::read(&l))
+                .transpose()?,
+            oidc_discovery: o
+                .object("oidc_discovery")?
+                .map(|d| RawDiscovery::read(&d))
+                .transpose()?,
+            clock_skew_seconds: o.number("clock_skew_seconds")?,
+            claim_to_headers: o
+                .objects("claim_to_headers")?
+                .iter()
+                .map(RawClaimToHeader::read)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
 struct RawRemoteJwks {
     http_uri: Option<RawHttpUri>,
     cache_duration: Option<String>,
@@ -206,23 +451,58 @@ struct RawRemoteJwks {
     unknown_kid_refetch_interval: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl RawRemoteJwks {
+    fn read(o: &Obj) -> Result<Self, ConfigError> {
+        o.only(&[
+            "http_uri",
+            "cache_duration",
+            "failed_refetch_duration",
+            "unknown_kid_refetch_interval",
+        ])?;
+        Ok(RawRemoteJwks {
+            http_uri: o
+                .object("http_uri")?
+                .map(|h| RawHttpUri::read(&h))
+                .transpose()?,
+            cache_duration: o.string("cache_duration")?,
+            failed_refetch_duration: o.string("failed_refetch_duration")?,
+            unknown_kid_refetch_interval: o.string("unknown_kid_refetch_interval")?,
+        })
+    }
+}
+
 struct RawHttpUri {
     uri: Option<String>,
     cluster: Option<String>,
     timeout: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl RawHttpUri {
+    fn read(o: &Obj) -> Result<Self, ConfigError> {
+        o.only(&["uri", "cluster", "timeout"])?;
+        Ok(RawHttpUri {
+            uri: o.string("uri")?,
+            cluster: o.string("cluster")?,
+            timeout: o.string("timeout")?,
+        })
+    }
+}
+
 struct RawLocalJwks {
     inline_string: Option<String>,
     filename: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl RawLocalJwks {
+    fn read(o: &Obj) -> Result<Self, ConfigError> {
+        o.only(&["inline_string", "filename"])?;
+        Ok(RawLocalJwks {
+            inline_string: o.string("inline_string")?,
+            filename: o.string("filename")?,
+        })
+    }
+}
+
 struct RawDiscovery {
     cluster: Option<String>,
     timeout: Option<String>,
@@ -231,11 +511,38 @@ struct RawDiscovery {
     unknown_kid_refetch_interval: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl RawDiscovery {
+    fn read(o: &Obj) -> Result<Self, ConfigError> {
+        o.only(&[
+            "cluster",
+            "timeout",
+            "cache_duration",
+            "failed_refetch_duration",
+            "unknown_kid_refetch_interval",
+        ])?;
+        Ok(RawDiscovery {
+            cluster: o.string("cluster")?,
+            timeout: o.string("timeout")?,
+            cache_duration: o.string("cache_duration")?,
+            failed_refetch_duration: o.string("failed_refetch_duration")?,
+            unknown_kid_refetch_interval: o.string("unknown_kid_refetch_interval")?,
+        })
+    }
+}
+
 struct RawClaimToHeader {
     header_name: Option<String>,
     claim_name: Option<String>,
+}
+
+impl RawClaimToHeader {
+    fn read(o: &Obj) -> Result<Self, ConfigError> {
+        o.only(&["header_name", "claim_name"])?;
+        Ok(RawClaimToHeader {
+            header_name: o.string("header_name")?,
+            claim_name: o.string("claim_name")?,
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -250,7 +557,7 @@ const DEFAULT_CLOCK_SKEW: u64 = 60;
 const DEFAULT_JWT_CACHE_SIZE: usize = 10_000;
 const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
 
-fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let resource = raw.resource.ok_or_else(|| {
         err(
             "resource",
@@ -333,21 +640,32 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let jwt_cache_size = raw
         .jwt_cache_config
         .and_then(|c| c.jwt_cache_size)
-        .unwrap_or(DEFAULT_JWT_CACHE_SIZE);
+        .map_or(DEFAULT_JWT_CACHE_SIZE, |n| {
+            n.min(usize::MAX as u64) as usize
+        });
     if jwt_cache_size > 1_000_000 {
         return Err(err("jwt_cache_config.jwt_cache_size", "at most 1000000"));
     }
-    let max_token_bytes = raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
+    let max_token_bytes = raw.max_token_bytes.map_or(DEFAULT_MAX_TOKEN_BYTES, |n| {
+        n.min(usize::MAX as u64) as usize
+    });
     if !(1024..=1024 * 1024).contains(&max_token_bytes) {
         return Err(err("max_token_bytes", "must be between 1024 and 1048576"));
     }
 
+    let token_exchange = raw
+        .token_exchange
+        .map(|t| validate_token_exchange(t, env))
+        .transpose()?;
+
     let mut stripped_headers = vec!["authorization".to_string()];
-    for p in &providers {
-        for c in &p.claim_to_headers {
-            if !stripped_headers.contains(&c.header_name) {
-                stripped_headers.push(c.header_name.clone());
-            }
+    let set_by_filter = providers
+        .iter()
+        .flat_map(|p| p.claim_to_headers.iter().map(|c| &c.header_name))
+        .chain(token_exchange.iter().map(|t| &t.upstream_header));
+    for name in set_by_filter {
+        if !stripped_headers.contains(name) {
+            stripped_headers.push(name.clone());
         }
     }
 
@@ -365,6 +683,218 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         max_token_bytes,
         providers,
         stripped_headers,
+        token_exchange,
+    })
+}
+
+const TOKEN_TYPE_URN: &str = "urn:ietf:params:oauth:token-type:";
+/// Form fields the filter sets itself; `extra_params` may not override them.
+const EXCHANGE_FIELDS: [&str; 10] = [
+    "grant_type",
+    "subject_token",
+    "subject_token_type",
+    "requested_token_type",
+    "audience",
+    "scope",
+    "resource",
+    "client_id",
+    "client_secret",
+    "actor_token",
+];
+
+fn token_type_urn(path: &str, value: Option<String>) -> Result<String, ConfigError> {
+    let value = value.unwrap_or_else(|| "access_token".into());
+    match value.as_str() {
+        "access_token" | "id_token" | "jwt" | "refresh_token" | "saml1" | "saml2" => {
+            Ok(format!("{TOKEN_TYPE_URN}{value}"))
+        }
+        urn if urn.starts_with("urn:") && is_visible_ascii(urn) => Ok(value),
+        _ => Err(err(
+            path,
+            "access_token, id_token, jwt, refresh_token, saml1, saml2 or a URN",
+        )),
+    }
+}
+
+fn is_visible_ascii(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (0x21..0x7f).contains(&b))
+}
+
+fn validate_token_exchange(
+    t: RawTokenExchange,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<TokenExchangeConfig, ConfigError> {
+    let at = |field: &str| format!("token_exchange.{field}");
+    let endpoint = t
+        .token_endpoint
+        .ok_or_else(|| err(at("token_endpoint"), "required"))?;
+    let uri = endpoint
+        .uri
+        .ok_or_else(|| err(at("token_endpoint.uri"), "required"))?;
+    let target = http_target(&at("token_endpoint.uri"), &uri)?;
+    let cluster = cluster_name(&at("token_endpoint.cluster"), endpoint.cluster)?;
+    let timeout = timeout_value(&at("token_endpoint.timeout"), endpoint.timeout)?;
+
+    if t.audience.is_none() && t.resource.is_none() {
+        return Err(err(
+            "token_exchange",
+            "give audience or resource: the STS must know what the token is for",
+        ));
+    }
+    if let Some(a) = &t.audience {
+        if !is_visible_ascii(a) {
+            return Err(err(at("audience"), "must be non-empty printable ASCII"));
+        }
+    }
+    if let Some(r) = &t.resource {
+        parse_http_url(&at("resource"), r)?;
+    }
+    for (i, s) in t.scopes.iter().enumerate() {
+        check_scope_token(&at(&format!("scopes[{i}]")), s)?;
+    }
+    let subject_token_type = token_type_urn(&at("subject_token_type"), t.subject_token_type)?;
+    let requested_token_type = token_type_urn(&at("requested_token_type"), t.requested_token_type)?;
+
+    let auth = t.client_auth.unwrap_or_default();
+    let method = auth.method.unwrap_or_else(|| "client_secret_basic".into());
+    let client_auth = match method.as_str() {
+        "client_secret_basic" | "client_secret_post" => {
+            let client_id = auth.client_id.filter(|c| !c.is_empty()).ok_or_else(|| {
+                err(
+                    at("client_auth.client_id"),
+                    format!("required with {method}"),
+                )
+            })?;
+            let var = auth
+                .client_secret_env
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    err(
+                        at("client_auth.client_secret_env"),
+                        "required: the name of the VM environment variable holding the secret",
+                    )
+                })?;
+            let secret = env(&var).filter(|s| !s.is_empty()).ok_or_else(|| {
+                err(
+                    at("client_auth.client_secret_env"),
+                    format!(
+                        "environment variable {var} is not set in the VM \
+                         (Envoy vm_config.environment_variables, Istio vmConfig.env)"
+                    ),
+                )
+            })?;
+            if method == "client_secret_basic" {
+                ClientAuth::Basic {
+                    client_id,
+                    secret: Secret(secret),
+                }
+            } else {
+                ClientAuth::Post {
+                    client_id,
+                    secret: Secret(secret),
+                }
+            }
+        }
+        "none" => {
+            if auth.client_secret_env.is_some() {
+                return Err(err(
+                    at("client_auth.client_secret_env"),
+                    "not used with method none",
+                ));
+            }
+            ClientAuth::None {
+                client_id: auth.client_id,
+            }
+        }
+        _ => {
+            return Err(err(
+                at("client_auth.method"),
+                "client_secret_basic, client_secret_post or none",
+            ))
+        }
+    };
+
+    let mut extra_params = Vec::with_capacity(t.extra_params.len());
+    for (name, value) in t.extra_params {
+        if EXCHANGE_FIELDS.contains(&name.as_str()) {
+            return Err(err(
+                at(&format!("extra_params.{name}")),
+                "set by the filter; cannot be overridden",
+            ));
+        }
+        extra_params.push((name, value));
+    }
+
+    let header = t.upstream_header.unwrap_or_default();
+    let upstream_header = header
+        .name
+        .unwrap_or_else(|| "authorization".into())
+        .to_ascii_lowercase();
+    if !is_http_token(&upstream_header)
+        || matches!(
+            upstream_header.as_str(),
+            "host" | "content-length" | "cookie"
+        )
+    {
+        return Err(err(
+            at("upstream_header.name"),
+            "not a header that can carry a token",
+        ));
+    }
+    let upstream_prefix = header.prefix.unwrap_or_else(|| {
+        if upstream_header == "authorization" {
+            "Bearer ".into()
+        } else {
+            String::new()
+        }
+    });
+    if upstream_prefix.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(err(
+            at("upstream_header.prefix"),
+            "must not contain control characters",
+        ));
+    }
+
+    let accepted_token_types = t
+        .accepted_token_types
+        .unwrap_or_else(|| vec!["Bearer".into()]);
+    if accepted_token_types.is_empty() {
+        return Err(err(at("accepted_token_types"), "must not be empty"));
+    }
+    let cache = t.cache.unwrap_or_default();
+    let cache_max_entries = cache
+        .max_entries
+        .map_or(10_000, |n| n.min(usize::MAX as u64) as usize);
+    if cache_max_entries > 1_000_000 {
+        return Err(err(at("cache.max_entries"), "at most 1000000"));
+    }
+    Ok(TokenExchangeConfig {
+        cluster,
+        endpoint: target,
+        timeout,
+        audience: t.audience,
+        scopes: t.scopes,
+        resource: t.resource,
+        subject_token_type,
+        requested_token_type,
+        client_auth,
+        extra_params,
+        upstream_header,
+        upstream_prefix,
+        accepted_token_types,
+        cache_max_entries,
+        expiry_margin: duration_at_least(
+            &at("cache.expiry_margin"),
+            cache.expiry_margin,
+            Duration::from_secs(30),
+            Duration::ZERO,
+        )?,
+        default_ttl: duration_at_least(
+            &at("cache.default_ttl"),
+            cache.default_ttl,
+            Duration::from_secs(300),
+            Duration::from_secs(1),
+        )?,
     })
 }
 
@@ -952,6 +1482,103 @@ mod tests {
         ] {
             assert!(HttpUrl::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    fn with_exchange(exchange: serde_json::Value) -> serde_json::Value {
+        let mut v = base();
+        v["token_exchange"] = exchange;
+        v
+    }
+
+    #[test]
+    fn token_exchange_reads_the_secret_from_the_environment() {
+        let v = with_exchange(serde_json::json!({
+            "token_endpoint": {"uri": "https://as.example.com/token", "cluster": "as"},
+            "audience": "backend",
+            "scopes": ["backend-api:read"],
+            "client_auth": {"client_id": "filter", "client_secret_env": "STS_SECRET"}
+        }));
+        let env = |k: &str| (k == "STS_SECRET").then(|| "hunter2".to_string());
+        let c = Config::from_json_with_env(v.to_string().as_bytes(), &env).unwrap();
+        let t = c.token_exchange.as_ref().unwrap();
+        assert_eq!(
+            t.client_auth,
+            ClientAuth::Basic {
+                client_id: "filter".into(),
+                secret: Secret("hunter2".into())
+            }
+        );
+        assert_eq!(
+            t.subject_token_type,
+            "urn:ietf:params:oauth:token-type:access_token"
+        );
+        assert_eq!(
+            (t.upstream_header.as_str(), t.upstream_prefix.as_str()),
+            ("authorization", "Bearer ")
+        );
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "Debug must not show the secret"
+        );
+
+        let e = Config::from_json(v.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.path, "token_exchange.client_auth.client_secret_env");
+        assert!(e.problem.contains("STS_SECRET"), "{e}");
+    }
+
+    #[test]
+    fn token_exchange_errors_name_the_field() {
+        let cases = [
+            (
+                serde_json::json!({"audience": "b"}),
+                "token_exchange.token_endpoint",
+            ),
+            (
+                serde_json::json!({"token_endpoint": {"uri": "https://as/t", "cluster": "as"},
+                                   "client_auth": {"method": "none"}}),
+                "token_exchange",
+            ),
+            (
+                serde_json::json!({"token_endpoint": {"uri": "https://as/t", "cluster": "as"}, "audience": "b",
+                                   "client_auth": {"method": "private_key_jwt"}}),
+                "token_exchange.client_auth.method",
+            ),
+            (
+                serde_json::json!({"token_endpoint": {"uri": "https://as/t", "cluster": "as"}, "audience": "b",
+                                   "client_auth": {"method": "none"}, "extra_params": {"scope": "x"}}),
+                "token_exchange.extra_params.scope",
+            ),
+            (
+                serde_json::json!({"token_endpoint": {"uri": "https://as/t", "cluster": "as"}, "audience": "b",
+                                   "client_auth": {"method": "none"}, "subject_token_type": "cookie"}),
+                "token_exchange.subject_token_type",
+            ),
+            (
+                serde_json::json!({"token_endpoint": {"uri": "https://as/t", "cluster": "as"}, "audience": "b",
+                                   "client_auth": {"method": "none", "client_secret_env": "X"}}),
+                "token_exchange.client_auth.client_secret_env",
+            ),
+        ];
+        for (exchange, path) in cases {
+            let e = load(&with_exchange(exchange)).unwrap_err();
+            assert_eq!(e.path, path, "{e}");
+        }
+    }
+
+    #[test]
+    fn exchanged_token_header_is_stripped_from_client_requests() {
+        let v = with_exchange(serde_json::json!({
+            "token_endpoint": {"uri": "https://as/t", "cluster": "as"}, "audience": "b",
+            "client_auth": {"method": "none"}, "upstream_header": {"name": "X-Backend-Token"}
+        }));
+        let c = load(&v).unwrap();
+        let t = c.token_exchange.as_ref().unwrap();
+        assert_eq!(
+            (t.upstream_header.as_str(), t.upstream_prefix.as_str()),
+            ("x-backend-token", "")
+        );
+        assert!(c.stripped_headers.contains(&"x-backend-token".to_string()));
+        assert!(c.stripped_headers.contains(&"authorization".to_string()));
     }
 
     #[test]

@@ -1,0 +1,602 @@
+//! RFC 8693 token exchange: the request to the STS, the reading of its answer, and the cache
+//! of exchanged tokens.
+//!
+//! One exchange per (subject token, audience, scopes, resource, token types) for as long as
+//! the result may live: min(`expires_in`, the subject token's `exp`) minus a safety margin.
+//! The cache key is a SHA-256 over those parts; a raw token is never a key.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::Value;
+
+use crate::core::cache::{sha256, BoundedCache, Digest};
+use crate::core::config::{ClientAuth, TokenExchangeConfig};
+
+pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// Largest STS answer read (a real one is well under 8 KiB).
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Why an exchange did not produce a token. Each maps to one client-facing answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExchangeFailure {
+    /// The STS refused the subject token (`invalid_grant`): the client must get a new one.
+    Rejected,
+    /// Any other refusal (4xx); the standard OAuth error code when the STS gave one.
+    Refused(Option<&'static str>),
+    /// The STS answered 5xx or something unusable.
+    Failed,
+    /// The STS could not be reached.
+    Unavailable,
+    /// No answer before the deadline.
+    Timeout,
+}
+
+/// OAuth error codes that may be named to the client (anything else is not echoed).
+const KNOWN_ERRORS: [&str; 9] = [
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "invalid_target",
+    "access_denied",
+    "unsupported_token_type",
+];
+
+/// A callout for the proxy-wasm layer to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeRequest {
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout: Duration,
+}
+
+/// A successful exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchanged {
+    pub token: String,
+    /// Until when it is served from the cache (ms since the epoch); `None`: not cached.
+    pub cached_until: Option<u64>,
+}
+
+pub struct TokenExchanger {
+    config: TokenExchangeConfig,
+    cache: BoundedCache<(String, u64)>,
+}
+
+impl TokenExchanger {
+    pub fn new(config: TokenExchangeConfig) -> TokenExchanger {
+        TokenExchanger {
+            cache: BoundedCache::new(config.cache_max_entries),
+            config,
+        }
+    }
+
+    pub fn audience(&self) -> Option<&str> {
+        self.config
+            .audience
+            .as_deref()
+            .or(self.config.resource.as_deref())
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
+    pub fn key(&self, subject_token: &str) -> Digest {
+        let c = &self.config;
+        let scopes = c.scopes.join(" ");
+        sha256(&[
+            subject_token.as_bytes(),
+            c.audience.as_deref().unwrap_or_default().as_bytes(),
+            scopes.as_bytes(),
+            c.resource.as_deref().unwrap_or_default().as_bytes(),
+            c.subject_token_type.as_bytes(),
+            c.requested_token_type.as_bytes(),
+        ])
+    }
+
+    pub fn cached(&self, key: &Digest, now_ms: u64) -> Option<&str> {
+        match self.cache.get(key) {
+            Some((token, until)) if now_ms < *until => Some(token),
+            _ => None,
+        }
+    }
+
+    /// Remembers a token obtained elsewhere (another worker), if still fresh.
+    pub fn remember(&mut self, key: Digest, token: String, until_ms: u64, now_ms: u64) {
+        if now_ms < until_ms {
+            self.cache.insert(key, (token, until_ms));
+        }
+    }
+
+    /// The header that carries an exchanged token upstream.
+    pub fn upstream_header(&self, token: &str) -> (String, String) {
+        (
+            self.config.upstream_header.clone(),
+            format!("{}{token}", self.config.upstream_prefix),
+        )
+    }
+
+    pub fn request(&self, subject_token: &str) -> ExchangeRequest {
+        let c = &self.config;
+        let mut form = FormBody::default();
+        form.field("grant_type", GRANT_TYPE);
+        form.field("subject_token", subject_token);
+        form.field("subject_token_type", &c.subject_token_type);
+        form.field("requested_token_type", &c.requested_token_type);
+        if let Some(a) = &c.audience {
+            form.field("audience", a);
+        }
+        if !c.scopes.is_empty() {
+            form.field("scope", &c.scopes.join(" "));
+        }
+        if let Some(r) = &c.resource {
+            form.field("resource", r);
+        }
+        for (name, value) in &c.extra_params {
+            form.field(name, value);
+        }
+        let mut headers = vec![
+            (":method".to_string(), "POST".to_string()),
+            (":path".to_string(), c.endpoint.path.clone()),
+            (":authority".to_string(), c.endpoint.authority.clone()),
+            (
+                "content-type".to_string(),
+                "application/x-www-form-urlencoded".to_string(),
+            ),
+            ("accept".to_string(), "application/json".to_string()),
+            ("user-agent".to_string(), "mcp-auth-filter".to_string()),
+        ];
+        match &c.client_auth {
+            ClientAuth::Basic { client_id, secret } => {
+                let credentials = format!("{}:{}", form_encode(client_id), form_encode(&secret.0));
+                headers.push((
+                    "authorization".to_string(),
+                    format!("Basic {}", STANDARD.encode(credentials)),
+                ));
+            }
+            ClientAuth::Post { client_id, secret } => {
+                form.field("client_id", client_id);
+                form.field("client_secret", &secret.0);
+            }
+            ClientAuth::None { client_id } => {
+                if let Some(id) = client_id {
+                    form.field("client_id", id);
+                }
+            }
+        }
+        ExchangeRequest {
+            cluster: c.cluster.clone(),
+            headers,
+            body: form.0.into_bytes(),
+            timeout: c.timeout,
+        }
+    }
+
+    /// Reads the STS answer and caches a good one under `key`. `subject_exp` is the subject
+    /// token's `exp` in seconds.
+    pub fn accept(
+        &mut self,
+        key: Digest,
+        status: Option<u16>,
+        body: &[u8],
+        now_ms: u64,
+        subject_exp: u64,
+    ) -> Result<Exchanged, ExchangeFailure> {
+        let status = status.ok_or(ExchangeFailure::Unavailable)?;
+        match status {
+            200 => {}
+            503 => return Err(ExchangeFailure::Unavailable),
+            504 => return Err(ExchangeFailure::Timeout),
+            400..=499 => return Err(refusal(body)),
+            _ => return Err(ExchangeFailure::Failed),
+        }
+        if body.len() > MAX_RESPONSE_BYTES {
+            return Err(ExchangeFailure::Failed);
+        }
+        let doc: Value = serde_json::from_slice(body).map_err(|_| ExchangeFailure::Failed)?;
+        let token = doc
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|t| is_header_safe(t))
+            .ok_or(ExchangeFailure::Failed)?;
+        let token_type = doc
+            .get("token_type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let accepted = self
+            .config
+            .accepted_token_types
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(token_type));
+        if !accepted {
+            return Err(ExchangeFailure::Failed);
+        }
+        let ttl_ms = match doc.get("expires_in") {
+            None | Some(Value::Null) => self.config.default_ttl.as_millis() as u64,
+            Some(v) => match v.as_f64() {
+                Some(secs) if secs.is_finite() && secs >= 0.0 => (secs * 1000.0) as u64,
+                _ => return Err(ExchangeFailure::Failed),
+            },
+        };
+        let lifetime_end = now_ms
+            .saturating_add(ttl_ms)
+            .min(subject_exp.saturating_mul(1000));
+        let cached_until = lifetime_end
+            .checked_sub(self.config.expiry_margin.as_millis() as u64)
+            .filter(|until| *until > now_ms);
+        if let Some(until) = cached_until {
+            self.cache.insert(key, (token.to_string(), until));
+        }
+        Ok(Exchanged {
+            token: token.to_string(),
+            cached_until,
+        })
+    }
+}
+
+fn refusal(body: &[u8]) -> ExchangeFailure {
+    let code = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+        .and_then(|e| KNOWN_ERRORS.iter().find(|k| **k == e).copied());
+    match code {
+        Some("invalid_grant") => ExchangeFailure::Rejected,
+        other => ExchangeFailure::Refused(other),
+    }
+}
+
+/// Visible ASCII only, bounded: an issued token goes into a request header as it is.
+fn is_header_safe(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= MAX_TOKEN_BYTES
+        && token.bytes().all(|b| (0x21..0x7f).contains(&b))
+}
+
+/// `application/x-www-form-urlencoded`, built field by field.
+#[derive(Default)]
+struct FormBody(String);
+
+impl FormBody {
+    fn field(&mut self, name: &str, value: &str) {
+        if !self.0.is_empty() {
+            self.0.push('&');
+        }
+        self.0.push_str(&form_encode(name));
+        self.0.push('=');
+        self.0.push_str(&form_encode(value));
+    }
+}
+
+/// The form-urlencoding of RFC 6749 appendix B: unreserved bytes as they are, space as `+`,
+/// everything else percent-encoded.
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::Config;
+    use serde_json::json;
+
+    const NOW_MS: u64 = 1_800_000_000_000;
+    const SUBJECT_EXP: u64 = NOW_MS / 1000 + 3600;
+
+    fn config(exchange: serde_json::Value) -> TokenExchangeConfig {
+        let v = json!({
+            "resource": "https://mcp.example.com/mcp",
+            "providers": {"p": {"issuer": "https://idp", "local_jwks": {"inline_string": "{\"keys\":[]}"}}},
+            "token_exchange": exchange,
+        });
+        // local_jwks with no key fails; use remote so the config is valid.
+        let mut v = v;
+        v["providers"]["p"] = json!({"issuer": "https://idp",
+            "remote_jwks": {"http_uri": {"uri": "https://idp/jwks", "cluster": "idp"}}});
+        let env = |name: &str| (name == "STS_SECRET").then(|| "s3cr&t pw".to_string());
+        Config::from_json_with_env(v.to_string().as_bytes(), &env)
+            .unwrap()
+            .token_exchange
+            .unwrap()
+    }
+
+    fn okta() -> TokenExchanger {
+        TokenExchanger::new(config(json!({
+            "token_endpoint": {"uri": "https://backend-as.example.com/oauth2/v1/token", "cluster": "sts", "timeout": "2s"},
+            "audience": "backend",
+            "scopes": ["backend-api:read", "backend-api:list"],
+            "client_auth": {"client_id": "mcp filter", "client_secret_env": "STS_SECRET"},
+            "cache": {"expiry_margin": "30s"}
+        })))
+    }
+
+    fn form(body: &[u8]) -> Vec<(String, String)> {
+        let decode = |s: &str| {
+            let s = s.replace('+', " ");
+            let mut out = Vec::new();
+            let bytes = s.as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i] == b'%' {
+                    out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                    i += 3;
+                } else {
+                    out.push(bytes[i]);
+                    i += 1;
+                }
+            }
+            String::from_utf8(out).unwrap()
+        };
+        std::str::from_utf8(body)
+            .unwrap()
+            .split('&')
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (decode(k), decode(v))
+            })
+            .collect()
+    }
+
+    fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn rfc8693_request_with_basic_auth() {
+        let x = okta();
+        let r = x.request("subject.jwt.token");
+        let header = |n: &str| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(r.cluster, "sts");
+        assert_eq!(r.timeout, Duration::from_secs(2));
+        assert_eq!(header(":method"), Some("POST"));
+        assert_eq!(header(":path"), Some("/oauth2/v1/token"));
+        assert_eq!(header(":authority"), Some("backend-as.example.com"));
+        assert_eq!(
+            header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        // RFC 6749 §2.3.1: id and secret are form-encoded before base64.
+        let basic = STANDARD.encode("mcp+filter:s3cr%26t+pw");
+        assert_eq!(
+            header("authorization"),
+            Some(format!("Basic {basic}").as_str())
+        );
+        let f = form(&r.body);
+        assert_eq!(field(&f, "grant_type"), Some(GRANT_TYPE));
+        assert_eq!(field(&f, "subject_token"), Some("subject.jwt.token"));
+        assert_eq!(
+            field(&f, "subject_token_type"),
+            Some("urn:ietf:params:oauth:token-type:access_token")
+        );
+        assert_eq!(
+            field(&f, "requested_token_type"),
+            Some("urn:ietf:params:oauth:token-type:access_token")
+        );
+        assert_eq!(field(&f, "audience"), Some("backend"));
+        assert_eq!(
+            field(&f, "scope"),
+            Some("backend-api:read backend-api:list")
+        );
+        assert_eq!(field(&f, "resource"), None);
+        assert_eq!(field(&f, "client_secret"), None);
+    }
+
+    #[test]
+    fn post_auth_and_google_sts_shape() {
+        let post = TokenExchanger::new(config(json!({
+            "token_endpoint": {"uri": "https://as/token", "cluster": "sts"},
+            "audience": "backend",
+            "client_auth": {"method": "client_secret_post", "client_id": "c", "client_secret_env": "STS_SECRET"}
+        })));
+        let r = post.request("t");
+        assert!(r.headers.iter().all(|(k, _)| k != "authorization"));
+        let f = form(&r.body);
+        assert_eq!(field(&f, "client_id"), Some("c"));
+        assert_eq!(field(&f, "client_secret"), Some("s3cr&t pw"));
+
+        let google = TokenExchanger::new(config(json!({
+            "token_endpoint": {"uri": "https://sts.googleapis.com/v1/token", "cluster": "google_sts"},
+            "audience": "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/okta-pool/providers/okta-provider",
+            "scopes": ["https://www.googleapis.com/auth/bigquery", "https://www.googleapis.com/auth/cloud-platform"],
+            "subject_token_type": "id_token",
+            "client_auth": {"method": "none"},
+            "extra_params": {"options": "{\"userProject\":\"123\"}"}
+        })));
+        let r = google.request("okta.id.token");
+        assert!(r.headers.iter().all(|(k, _)| k != "authorization"));
+        let f = form(&r.body);
+        assert_eq!(
+            field(&f, "subject_token_type"),
+            Some("urn:ietf:params:oauth:token-type:id_token")
+        );
+        assert_eq!(
+            field(&f, "scope"),
+            Some("https://www.googleapis.com/auth/bigquery https://www.googleapis.com/auth/cloud-platform")
+        );
+        assert_eq!(field(&f, "options"), Some("{\"userProject\":\"123\"}"));
+        assert_eq!(field(&f, "client_id"), None);
+        assert_eq!(
+            google.upstream_header("ya29.x"),
+            ("authorization".into(), "Bearer ya29.x".into())
+        );
+    }
+
+    #[test]
+    fn good_answer_is_cached_for_its_lifetime_minus_the_margin() {
+        let mut x = okta();
+        let key = x.key("subject");
+        let body = br#"{"access_token":"backend-token","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"Bearer","expires_in":300}"#;
+        let got = x.accept(key, Some(200), body, NOW_MS, SUBJECT_EXP).unwrap();
+        assert_eq!(got.token, "backend-token");
+        assert_eq!(got.cached_until, Some(NOW_MS + 270_000));
+        assert_eq!(x.cached(&key, NOW_MS + 269_999), Some("backend-token"));
+        assert_eq!(x.cached(&key, NOW_MS + 270_000), None);
+        assert_eq!(x.cached(&x.key("other subject"), NOW_MS), None);
+    }
+
+    #[test]
+    fn cache_never_outlives_the_subject_token() {
+        let mut x = okta();
+        let key = x.key("subject");
+        let body = br#"{"access_token":"t","token_type":"bearer","expires_in":3600}"#;
+        let subject_exp = NOW_MS / 1000 + 100;
+        let got = x.accept(key, Some(200), body, NOW_MS, subject_exp).unwrap();
+        assert_eq!(got.cached_until, Some(NOW_MS + 70_000));
+        // Less than the margin left: used once, not cached.
+        let key2 = x.key("short");
+        let got = x
+            .accept(key2, Some(200), body, NOW_MS, NOW_MS / 1000 + 20)
+            .unwrap();
+        assert_eq!(got.cached_until, None);
+        assert_eq!(x.cached(&key2, NOW_MS), None);
+    }
+
+    #[test]
+    fn key_depends_on_every_parameter() {
+        let a = okta();
+        let b = TokenExchanger::new(config(json!({
+            "token_endpoint": {"uri": "https://backend-as.example.com/oauth2/v1/token", "cluster": "sts"},
+            "audience": "backend",
+            "scopes": ["backend-api:read"],
+            "client_auth": {"client_id": "mcp filter", "client_secret_env": "STS_SECRET"}
+        })));
+        assert_ne!(a.key("s"), b.key("s"));
+        assert_ne!(a.key("s"), a.key("t"));
+        assert_eq!(a.key("s"), a.key("s"));
+    }
+
+    #[test]
+    fn failures_map_to_their_kind() {
+        let mut x = okta();
+        let k = x.key("s");
+        let mut check = |status: Option<u16>, body: &[u8], expected: ExchangeFailure| {
+            assert_eq!(
+                x.accept(k, status, body, NOW_MS, SUBJECT_EXP),
+                Err(expected),
+                "{status:?} {body:?}"
+            );
+        };
+        check(
+            Some(400),
+            br#"{"error":"invalid_grant","error_description":"expired"}"#,
+            ExchangeFailure::Rejected,
+        );
+        check(
+            Some(401),
+            br#"{"error":"invalid_client"}"#,
+            ExchangeFailure::Refused(Some("invalid_client")),
+        );
+        check(
+            Some(400),
+            br#"{"error":"invalid_scope"}"#,
+            ExchangeFailure::Refused(Some("invalid_scope")),
+        );
+        check(
+            Some(403),
+            br#"{"error":"<script>"}"#,
+            ExchangeFailure::Refused(None),
+        );
+        check(Some(403), b"forbidden", ExchangeFailure::Refused(None));
+        check(Some(500), b"oops", ExchangeFailure::Failed);
+        check(Some(502), b"", ExchangeFailure::Failed);
+        check(Some(503), b"", ExchangeFailure::Unavailable);
+        check(Some(504), b"", ExchangeFailure::Timeout);
+        check(None, b"", ExchangeFailure::Unavailable);
+        check(Some(200), b"not json", ExchangeFailure::Failed);
+        check(
+            Some(200),
+            br#"{"token_type":"Bearer"}"#,
+            ExchangeFailure::Failed,
+        );
+        check(
+            Some(200),
+            br#"{"access_token":"","token_type":"Bearer"}"#,
+            ExchangeFailure::Failed,
+        );
+        check(
+            Some(200),
+            br#"{"access_token":"a\r\nb","token_type":"Bearer"}"#,
+            ExchangeFailure::Failed,
+        );
+        check(
+            Some(200),
+            br#"{"access_token":"t","token_type":"N_A"}"#,
+            ExchangeFailure::Failed,
+        );
+        check(
+            Some(200),
+            br#"{"access_token":"t"}"#,
+            ExchangeFailure::Failed,
+        );
+        check(
+            Some(200),
+            br#"{"access_token":"t","token_type":"Bearer","expires_in":-5}"#,
+            ExchangeFailure::Failed,
+        );
+        check(
+            Some(200),
+            br#"{"access_token":"t","token_type":"Bearer","expires_in":"300"}"#,
+            ExchangeFailure::Failed,
+        );
+        let huge = format!(
+            r#"{{"access_token":"t","token_type":"Bearer","pad":"{}"}}"#,
+            "x".repeat(MAX_RESPONSE_BYTES)
+        );
+        check(Some(200), huge.as_bytes(), ExchangeFailure::Failed);
+    }
+
+    #[test]
+    fn huge_expires_in_is_bounded_by_the_subject() {
+        let mut x = okta();
+        let k = x.key("s");
+        let body = br#"{"access_token":"t","token_type":"Bearer","expires_in":1e300}"#;
+        let got = x.accept(k, Some(200), body, NOW_MS, SUBJECT_EXP).unwrap();
+        assert_eq!(got.cached_until, Some(SUBJECT_EXP * 1000 - 30_000));
+    }
+
+    #[test]
+    fn missing_expires_in_uses_the_default_ttl() {
+        let mut x = okta();
+        let k = x.key("s");
+        let got = x
+            .accept(
+                k,
+                Some(200),
+                br#"{"access_token":"t","token_type":"Bearer"}"#,
+                NOW_MS,
+                SUBJECT_EXP,
+            )
+            .unwrap();
+        assert_eq!(got.cached_until, Some(NOW_MS + 300_000 - 30_000));
+    }
+
+    #[test]
+    fn form_encoding() {
+        assert_eq!(form_encode("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
+        assert_eq!(form_encode("Az09-._*"), "Az09-._*");
+    }
+}
