@@ -1,7 +1,10 @@
 """Demo: an MCP client talks to an MCP server through Envoy + mcp-auth-filter.
 
-Starts the test IdP, a real MCP server and Envoy (envoy/envoy.yaml, moved to free ports), then
-walks through what a client sees. Run with `make demo` (after `make build`), or:
+Part 1 starts the test IdP, a real MCP server and Envoy (envoy/envoy.yaml, moved to free ports),
+then walks through what a client sees. Part 2 adds token exchange (RFC 8693): a second Envoy from
+envoy/okta-same-idp.yaml trades the client's token at a test STS for a backend token, which the
+MCP server's tool uses to call a backend API as the user. Run with `make demo` (after
+`make build`), or:
     .venv/bin/python tests/demo.py [--keep-running]
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 import tempfile
 import threading
@@ -21,10 +25,12 @@ import httpx
 import jwt
 
 from harness import (
+    BackendApi,
     Envoy,
     EnvoyFailed,
     IdentityProvider,
     McpUpstream,
+    SecurityTokenService,
     WasmMissing,
     example_plugin_config,
     free_port,
@@ -32,10 +38,13 @@ from harness import (
     resource_url,
 )
 from harness.checks import bearer, new_marker, parse_challenge
+from harness.exchange import okta_envoy_options, okta_plugin_config
 from harness.mcp_client import mcp_session
 from harness.mcp_upstream import header_values
+from harness.sts import decode_issued
 
 TIMEOUT = 10
+STS_SECRET = secrets.token_urlsafe(16)  # the filter's client secret at the STS, via Envoy's environment
 
 
 class DemoFailed(Exception):
@@ -56,19 +65,39 @@ def expect(condition: bool, message: str) -> None:
         raise DemoFailed(message)
 
 
-def start_stack(stack: ExitStack, workdir: Path) -> tuple[IdentityProvider, McpUpstream, Envoy]:
-    envoy_port = free_port()
+class Stack:
+    """Everything the demo runs: IdP, MCP server, and two Envoys (with and without exchange)."""
+
+    idp: IdentityProvider
+    upstream: McpUpstream
+    envoy: Envoy  # envoy/envoy.yaml
+    sts: SecurityTokenService
+    backend: BackendApi
+    exchange_envoy: Envoy  # envoy/okta-same-idp.yaml
+
+
+def start_stack(stack: ExitStack, workdir: Path) -> Stack:
+    s = Stack()
+    envoy_port, exchange_port = free_port(), free_port()
     # Tokens live an hour, so one from the demo stays usable with --keep-running.
-    idp = stack.enter_context(IdentityProvider(audience=resource_url(envoy_port), token_ttl=3600))
-    upstream = stack.enter_context(McpUpstream(log_path=workdir / "upstream.log"))
-    config = example_plugin_config(envoy_port=envoy_port, idp_port=idp.port)
-    envoy = Envoy(config, workdir=workdir, upstream_port=upstream.port, idp_port=idp.port,
-                  listener_port=envoy_port)
-    stack.enter_context(envoy)
-    return idp, upstream, envoy
+    s.idp = stack.enter_context(IdentityProvider(audience=resource_url(envoy_port), token_ttl=3600))
+    # The STS trusts the IdP's tokens for the second Envoy's MCP resource; the backend trusts the STS.
+    s.sts = stack.enter_context(SecurityTokenService(s.idp, subject_audiences=[resource_url(exchange_port)],
+                                                     clients={"mcp-filter": STS_SECRET}))
+    s.backend = stack.enter_context(BackendApi(s.sts))
+    s.upstream = stack.enter_context(McpUpstream(log_path=workdir / "upstream.log", backend_url=s.backend.whoami_url))
+    config = example_plugin_config(envoy_port=envoy_port, idp_port=s.idp.port)
+    s.envoy = stack.enter_context(Envoy(config, workdir=workdir, upstream_port=s.upstream.port,
+                                        idp_port=s.idp.port, listener_port=envoy_port))
+    exchange_config = okta_plugin_config(envoy_port=exchange_port, idp_port=s.idp.port, sts_port=s.sts.port)
+    s.exchange_envoy = stack.enter_context(Envoy(
+        exchange_config, workdir=workdir / "okta-same-idp", upstream_port=s.upstream.port, idp_port=s.idp.port,
+        listener_port=exchange_port, **okta_envoy_options(s.sts.port, STS_SECRET)))
+    return s
 
 
-def walkthrough(idp: IdentityProvider, upstream: McpUpstream, envoy: Envoy) -> str:
+def walkthrough(s: Stack) -> str:
+    upstream, envoy = s.upstream, s.envoy
     mcp_url = f"{envoy.url}/mcp"
 
     step("1. MCP request without a token")
@@ -136,7 +165,73 @@ async def mcp_calls(url: str, headers: dict[str, str]) -> dict[str, Any]:
         }
 
 
-def wait_for_ctrl_c(idp: IdentityProvider, upstream: McpUpstream, envoy: Envoy, token: str) -> None:
+def exchange_walkthrough(s: Stack) -> str:
+    idp, upstream, sts, backend, envoy = s.idp, s.upstream, s.sts, s.backend, s.exchange_envoy
+    mcp_url = f"{envoy.url}/mcp"
+
+    step("7. Token exchange: Envoy from envoy/okta-same-idp.yaml, a test STS and a backend API")
+    show("Envoy", f"{envoy.url}  (token_exchange: audience \"backend\", scope backend-api:read)")
+    show("STS", f"{sts.token_endpoint}  (RFC 8693; the filter authenticates as mcp-filter)")
+    show("backend API", f"{backend.whoami_url}  (accepts only STS tokens with aud \"backend\")")
+
+    step("8. alice's token for this MCP server (password grant with resource=<MCP URL>)")
+    grant = httpx.post(idp.token_endpoint, timeout=TIMEOUT, data={
+        "grant_type": "password", "username": "alice", "password": "alice-password", "client_id": "demo-client",
+        "resource": mcp_url})
+    expect(grant.status_code == 200, f"token endpoint: HTTP {grant.status_code} {grant.text}")
+    token = grant.json()["access_token"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    show("client's token", f"iss {claims['iss']}, aud {claims['aud']}, scp {claims['scp']}")
+    direct = httpx.get(backend.whoami_url, headers=bearer(token), timeout=TIMEOUT)
+    show("the backend, asked with it directly", f"HTTP {direct.status_code} {direct.json().get('error_description')}")
+    expect(direct.status_code == 401, "the backend accepted the client's own token")
+
+    step("9. MCP tools/call query_backend through Envoy (the MCP server calls the backend)")
+    marker = new_marker()
+    answer = anyio.run(query_backend, mcp_url, bearer(token, marker))
+    show("tool result", answer)
+    expect(answer.get("status") == 200 and answer["body"]["user"] == "alice", "the backend did not see alice")
+
+    step("10. What the MCP server received (its /_test/seen record): the backend token, not alice's")
+    entries = upstream.seen(marker)
+    seen = [v for e in entries for v in header_values(e, "authorization")]
+    expect(bool(seen) and all(v.startswith("Bearer ") for v in seen), "upstream got no Bearer token")
+    upstream_token = seen[-1].removeprefix("Bearer ")
+    expect(not any(token in v for e in entries for _, v in e["headers"]), "the client's token reached the MCP server")
+    received = decode_issued(sts, upstream_token)  # verified with the STS's key
+    show("Authorization", f"Bearer {upstream_token[:24]}... ({len(upstream_token)} chars)")
+    show("its claims", {k: received[k] for k in ("iss", "aud", "sub", "scp", "client_id")})
+    show("client's token in any upstream header", "no")
+
+    step("11. The backend's record")
+    for call in backend.calls_by("alice"):
+        show(f"{call.method} {call.path}", f"user {call.user}, audience {call.audience}, scopes {call.scopes}")
+
+    step("12. The exchange cache: 10 more requests with alice's token on one connection")
+    with httpx.Client(base_url=envoy.url, timeout=TIMEOUT) as client:
+        statuses = [client.get("/echo", headers=bearer(token)).status_code for _ in range(10)]
+    expect(statuses == [200] * 10, f"statuses {statuses}")
+    requests = len(upstream.seen(marker)) + 10
+    calls = len(sts.calls_with_subject_token(token))
+    show("requests with alice's token", str(requests))
+    show("STS calls for them", f"{calls} (one per Envoy worker at most; then cached until shortly before expiry)")
+    expect(calls <= 2, f"{calls} STS calls: the exchange cache did not work")
+    for name, value in sorted(envoy.stats().items()):
+        if name.startswith("mcp_auth.exchange.") and value:
+            print(f"   {name}: {value}")
+    audit = [a for a in envoy.audit_lines() if a.get("user") == "alice" and a.get("exchange") == "miss"]
+    if audit:
+        show("an audit line", json.dumps(audit[-1]))
+    return token
+
+
+async def query_backend(url: str, headers: dict[str, str]) -> Any:
+    async with mcp_session(url, headers, timeout=TIMEOUT) as client:
+        return (await client.call_tool("query_backend", {})).structured_content
+
+
+def wait_for_ctrl_c(s: Stack, token: str, exchange_token: str) -> None:
+    idp, upstream, envoy = s.idp, s.upstream, s.envoy
     step("Stack is running (Ctrl-C stops it)")
     show("MCP endpoint (via Envoy)", f"{envoy.url}/mcp")
     show("Protected Resource Metadata", f"{envoy.url}/.well-known/oauth-protected-resource/mcp")
@@ -147,6 +242,9 @@ def wait_for_ctrl_c(idp: IdentityProvider, upstream: McpUpstream, envoy: Envoy, 
     show("token for alice", token)
     show("try", f"curl -i -H \"authorization: Bearer $TOKEN\" {envoy.url}/echo   (the upstream echoes "
                 "what it received)")
+    show("with token exchange (via Envoy)", f"{s.exchange_envoy.url}/mcp  (admin {s.exchange_envoy.admin_url})")
+    show("STS / backend API", f"{s.sts.token_endpoint} / {s.backend.whoami_url}")
+    show("token for alice there", exchange_token)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -166,12 +264,14 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="mcp-auth-demo-"))
     try:
         with ExitStack() as stack:
-            step("Starting IdP, MCP server and Envoy (envoy/envoy.yaml on free ports)")
-            idp, upstream, envoy = start_stack(stack, workdir)
-            show("Envoy", envoy.url)
-            token = walkthrough(idp, upstream, envoy)
+            step("Starting IdP, STS, backend API, MCP server and two Envoys (envoy/envoy.yaml and "
+                 "envoy/okta-same-idp.yaml on free ports)")
+            s = start_stack(stack, workdir)
+            show("Envoy", s.envoy.url)
+            token = walkthrough(s)
+            exchange_token = exchange_walkthrough(s)
             if args.keep_running:
-                wait_for_ctrl_c(idp, upstream, envoy, token)
+                wait_for_ctrl_c(s, token, exchange_token)
             step("Stopping everything")
     except (EnvoyFailed, DemoFailed, httpx.HTTPError, TimeoutError) as e:
         print(f"\ndemo failed: {e}\n(logs in {workdir})", file=sys.stderr)

@@ -1,17 +1,26 @@
-"""Run Envoy from envoy/envoy.yaml (the shipped example), patched for a test run.
+"""Run Envoy from one of the shipped example configurations, patched for a test run.
 
-Only ports, addresses, the wasm file name and the plugin configuration are changed, so the
-example file keeps being exercised as written.
+The examples are envoy/envoy.yaml (inbound authentication only), envoy/okta-same-idp.yaml and
+envoy/google-sts.yaml (with token exchange). Only this is changed, so each file keeps being
+exercised as written:
+  - the admin and listener addresses/ports, and the wasm file name (made absolute);
+  - the plugin configuration (tests pass their own, usually the file's own with URLs moved);
+  - the addresses of the clusters mcp_upstream, idp and any cluster named in `clusters=` (e.g.
+    the STS); such a cluster also loses its `transport_socket`, because the test servers speak
+    plain HTTP (google_sts uses TLS to sts.googleapis.com);
+  - optionally, `vm_config.environment_variables` (`vm_env=`), to test both ways of passing the
+    STS client secret.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +32,16 @@ from .net import LOOPBACK, GaveUp, die_with_parent, free_port, port_accepts, wai
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = REPO / "envoy" / "envoy.yaml"
+OKTA_EXAMPLE = REPO / "envoy" / "okta-same-idp.yaml"
+GOOGLE_EXAMPLE = REPO / "envoy" / "google-sts.yaml"
 WASM_PATH = REPO / "target" / "wasm32-wasip1" / "release" / "mcp_auth_filter.wasm"
 
 AUDIT_MARK = '{"audit":"mcp_auth_filter"'
 WASM_FILTER = "envoy.filters.http.wasm"
 UPSTREAM_CLUSTER = "mcp_upstream"
 IDP_CLUSTER = "idp"
+STS_CLUSTER = "sts"  # envoy/okta-same-idp.yaml
+GOOGLE_STS_CLUSTER = "google_sts"  # envoy/google-sts.yaml
 
 
 class _Dumper(yaml.SafeDumper):
@@ -69,8 +82,8 @@ def envoy_binary() -> str:
     return found
 
 
-def load_example() -> dict[str, Any]:
-    return yaml.safe_load(EXAMPLE_CONFIG.read_text())
+def load_example(example: Path = EXAMPLE_CONFIG) -> dict[str, Any]:
+    return yaml.safe_load(example.read_text())
 
 
 def _listener(config: dict[str, Any]) -> dict[str, Any]:
@@ -86,43 +99,100 @@ def _wasm_config(config: dict[str, Any]) -> dict[str, Any]:
     return wasm["typed_config"]["config"]
 
 
-def _cluster_address(config: dict[str, Any], name: str) -> dict[str, Any]:
+def _cluster(config: dict[str, Any], name: str) -> dict[str, Any]:
     (cluster,) = [c for c in config["static_resources"]["clusters"] if c["name"] == name]
-    (endpoints,) = cluster["load_assignment"]["endpoints"]
+    return cluster
+
+
+def _cluster_address(config: dict[str, Any], name: str) -> dict[str, Any]:
+    (endpoints,) = _cluster(config, name)["load_assignment"]["endpoints"]
     (lb_endpoint,) = endpoints["lb_endpoints"]
     return lb_endpoint["endpoint"]["address"]["socket_address"]
 
 
-def example_plugin_config(*, envoy_port: int, idp_port: int) -> dict[str, Any]:
-    """envoy.yaml's own plugin configuration, with its URLs moved to this run's ports."""
-    example = load_example()
-    plugin = json.loads(_wasm_config(example)["configuration"]["value"])
-    old_envoy = _listener(example)["address"]["socket_address"]
-    old_idp = _cluster_address(example, IDP_CLUSTER)
-    return rebase_urls(plugin, {
-        f"http://{old_envoy['address']}:{old_envoy['port_value']}": f"http://{LOOPBACK}:{envoy_port}",
-        f"http://{old_idp['address']}:{old_idp['port_value']}": f"http://{LOOPBACK}:{idp_port}",
-    })
+def _cluster_origins(config: dict[str, Any], name: str) -> list[str]:
+    """The URL origins the plugin configuration uses for a cluster's endpoint."""
+    address = _cluster_address(config, name)
+    host, port = address["address"], address["port_value"]
+    if "transport_socket" in _cluster(config, name):
+        return [f"https://{host}:{port}"] + ([f"https://{host}"] if port == 443 else [])
+    return [f"http://{host}:{port}"] + ([f"http://{host}"] if port == 80 else [])
+
+
+def plugin_config_of(example: Path) -> dict[str, Any]:
+    """The plugin configuration exactly as written in an example file."""
+    return json.loads(_wasm_config(load_example(example))["configuration"]["value"])
+
+
+def example_plugin_config(*, envoy_port: int, idp_port: int, example: Path = EXAMPLE_CONFIG,
+                          clusters: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """An example's own plugin configuration, with its URLs moved to this run's ports: the
+    listener's, the IdP's, and those of `clusters` (name -> local port, e.g. {"sts": 9100})."""
+    example_config = load_example(example)
+    plugin = plugin_config_of(example)
+    old_envoy = _listener(example_config)["address"]["socket_address"]
+    origins = {f"http://{old_envoy['address']}:{old_envoy['port_value']}": f"http://{LOOPBACK}:{envoy_port}"}
+    for name, port in {IDP_CLUSTER: idp_port, **(clusters or {})}.items():
+        for origin in _cluster_origins(example_config, name):
+            origins[origin] = f"http://{LOOPBACK}:{port}"
+    return rebase_urls(plugin, origins)
 
 
 def patched_config(plugin_config: dict[str, Any], *, listener_port: int, admin_port: int,
-                   upstream_port: int, idp_port: int, wasm: Path = WASM_PATH) -> dict[str, Any]:
-    config = copy.deepcopy(load_example())
+                   upstream_port: int, idp_port: int, wasm: Path = WASM_PATH, example: Path = EXAMPLE_CONFIG,
+                   clusters: Mapping[str, int] | None = None,
+                   vm_env: dict[str, Any] | None = None) -> dict[str, Any]:
+    config = copy.deepcopy(load_example(example))
     config["admin"]["address"]["socket_address"].update(address=LOOPBACK, port_value=admin_port)
     _listener(config)["address"]["socket_address"].update(address=LOOPBACK, port_value=listener_port)
     wasm_config = _wasm_config(config)
     wasm_config["vm_config"]["code"]["local"]["filename"] = str(wasm.resolve())
     wasm_config["configuration"]["value"] = json.dumps(plugin_config, indent=2)
+    if vm_env is not None:  # {} removes the block
+        wasm_config["vm_config"].pop("environment_variables", None)
+        if vm_env:
+            wasm_config["vm_config"]["environment_variables"] = vm_env
     _cluster_address(config, UPSTREAM_CLUSTER).update(address=LOOPBACK, port_value=upstream_port)
     _cluster_address(config, IDP_CLUSTER).update(address=LOOPBACK, port_value=idp_port)
+    for name, port in (clusters or {}).items():
+        _cluster(config, name).pop("transport_socket", None)  # the test servers speak plain HTTP
+        _cluster_address(config, name).update(address=LOOPBACK, port_value=port)
     return config
+
+
+def validate_config(path: Path, *, env: Mapping[str, str | None] | None = None,
+                    timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`envoy --mode validate` on a configuration file, run from the repository root (so the
+    examples' relative wasm path works). Envoy loads the filter and its configuration."""
+    return subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(path), "--base-id", str(free_port()),
+         "--log-level", "info"],
+        cwd=REPO, env=_environment(env), capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _environment(changes: Mapping[str, str | None] | None) -> dict[str, str]:
+    """This process's environment with `changes` applied (None removes a variable)."""
+    env = dict(os.environ)
+    for name, value in (changes or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
 
 
 class Envoy:
     """One Envoy process with the filter. Its stderr (including audit lines) goes to a file."""
 
     def __init__(self, plugin_config: dict[str, Any], *, workdir: Path, upstream_port: int, idp_port: int,
-                 listener_port: int | None = None, admin_port: int | None = None) -> None:
+                 listener_port: int | None = None, admin_port: int | None = None,
+                 example: Path = EXAMPLE_CONFIG, clusters: Mapping[str, int] | None = None,
+                 env: Mapping[str, str | None] | None = None, vm_env: dict[str, Any] | None = None) -> None:
+        """`example`: the shipped file to start from; `clusters`: more clusters to move to local
+        ports (name -> port); `env`: changes to Envoy's process environment (None removes a
+        variable); `vm_env`: replaces vm_config.environment_variables ({} removes it)."""
         self.listener_port = listener_port or free_port()
         self.admin_port = admin_port or free_port()
         self.url = f"http://{LOOPBACK}:{self.listener_port}"
@@ -131,8 +201,10 @@ class Envoy:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "envoy.yaml"
         self.log_path = self.workdir / "envoy.stderr.log"
+        self.env = _environment(env)
         config = patched_config(plugin_config, listener_port=self.listener_port, admin_port=self.admin_port,
-                                upstream_port=upstream_port, idp_port=idp_port, wasm=require_wasm())
+                                upstream_port=upstream_port, idp_port=idp_port, wasm=require_wasm(),
+                                example=example, clusters=clusters, vm_env=vm_env)
         self.config_path.write_text(yaml.dump(config, Dumper=_Dumper, sort_keys=False))
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -145,7 +217,7 @@ class Envoy:
                  # Envoys running side by side need distinct base ids (shared-memory names); no two
                  # live ones can hold the same admin port, so that makes a unique id.
                  "--base-id", str(self.admin_port), "--log-level", "info"],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env, preexec_fn=die_with_parent,
             )
 
     def start(self, timeout: float = 30) -> Envoy:

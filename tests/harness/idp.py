@@ -3,7 +3,8 @@
 It runs in-process on a background thread (ThreadingHTTPServer) and serves:
   /.well-known/openid-configuration (and /.well-known/oauth-authorization-server)
   /jwks   public keys (RS256, PS256, ES256, ES384, EdDSA), with Cache-Control: max-age
-  /token  grant_type=password (demo users) and client_credentials (demo clients)
+  /token  grant_type=password (demo users) and client_credentials (demo clients); an RFC 8707
+          `resource` parameter becomes the token's `aud` (else the IdP's default audience)
 
 Tests also sign arbitrary tokens directly with `mint()`, rotate keys, count JWKS
 fetches and make /jwks fail (500) or hang.
@@ -383,6 +384,8 @@ class IdentityProvider:
         else:
             return 400, {"error": "unsupported_grant_type"}
 
+        if form.get("resource"):  # RFC 8707: the token is for the resource the client names
+            claims["aud"] = form["resource"]
         omit = () if "email" in claims else ("email",)
         token = self.mint(scp=scopes, omit=omit, **claims)
         return 200, {"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl,

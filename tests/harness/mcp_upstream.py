@@ -3,7 +3,10 @@
 Run as a subprocess (`python -m harness.mcp_upstream --port N` in tests/); `McpUpstream` starts
 and stops it.
 
-Tools: `whoami` (the identity headers the server received) and `add(a, b)`.
+Tools: `whoami` (the identity headers the server received), `add(a, b)`, and
+`query_backend(url=None, method="GET")`, which calls a backend API with the `Authorization` header
+this server received (with token exchange: the backend token the filter put there) and returns
+the backend's answer; `url` defaults to `--backend-url`.
 Extra HTTP routes on the same port:
   GET /healthz      -> 200 (the filter's bypass path in the standard config)
   GET /_test/seen   -> headers of every request received so far (call it directly, not via Envoy)
@@ -34,7 +37,7 @@ MARKER_HEADER = "x-test-marker"
 SEEN_PATH = "/_test/seen"
 
 
-def build_app() -> Any:
+def build_app(backend_url: str | None = None) -> Any:
     """The Starlette app: MCP endpoint + test routes, wrapped by a header recorder."""
     server = MCPServer("mcp-auth-filter test upstream")
     seen: list[dict[str, Any]] = []
@@ -54,6 +57,23 @@ def build_app() -> Any:
     def add(a: int, b: int) -> int:
         """Add two numbers."""
         return a + b
+
+    @server.tool()
+    async def query_backend(ctx: Context, url: str | None = None, method: str = "GET") -> dict[str, Any]:
+        """Call the backend API on the user's behalf, with the Authorization header this server got."""
+        target = url or backend_url
+        if not target:
+            return {"status": None, "body": "no backend URL (start the server with --backend-url)",
+                    "authorization_sent": False}
+        authorization = (ctx.headers or {}).get("authorization")
+        headers = {"authorization": authorization} if authorization else {}
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.request(method, target, headers=headers)
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text
+        return {"status": response.status_code, "body": body, "authorization_sent": authorization is not None}
 
     @server.custom_route("/healthz", methods=["GET", "HEAD"])
     async def healthz(request: Request) -> Response:
@@ -94,16 +114,19 @@ def header_values(entry: dict[str, Any], name: str) -> list[str]:
 class McpUpstream:
     """Starts the MCP server as a subprocess on `port` and waits until it answers."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, log_path: Path | None = None,
+                 backend_url: str | None = None) -> None:
         self.port = port or free_port()
+        self.backend_url = backend_url
         self.url = f"http://{LOOPBACK}:{self.port}"
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20) -> McpUpstream:
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        backend = ["--backend-url", self.backend_url] if self.backend_url else []
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.mcp_upstream", "--port", str(self.port)],
+            [sys.executable, "-m", "harness.mcp_upstream", "--port", str(self.port), *backend],
             cwd=Path(__file__).resolve().parents[1],  # tests/, so `harness` is importable
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             preexec_fn=die_with_parent,
@@ -153,8 +176,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--backend-url", help="default URL of the query_backend tool")
     args = parser.parse_args()
-    uvicorn.run(build_app(), host=LOOPBACK, port=args.port, log_level="warning")
+    uvicorn.run(build_app(args.backend_url), host=LOOPBACK, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

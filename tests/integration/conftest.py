@@ -1,7 +1,9 @@
 """Fixtures: one MCP upstream per session; per module an IdP and an Envoy with the filter.
 
-A module changes its stack by overriding `plugin_config` (or `idp`); tests that need several
-differently configured stacks use the `make_idp` / `make_envoy` factories.
+A module changes its stack by overriding `plugin_config` (or `idp`, or `envoy_options`: which
+example file Envoy starts from, more clusters, its environment); tests that need several
+differently configured stacks use the `make_idp` / `make_envoy` / `make_sts` / `make_backend`
+factories.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import httpx
 import pytest
 
 from harness import (
+    BackendApi,
     Envoy,
     IdentityProvider,
     McpUpstream,
+    SecurityTokenService,
     WasmMissing,
     free_port,
     require_wasm,
@@ -58,16 +62,49 @@ def make_idp() -> Iterator[Callable[..., IdentityProvider]]:
 
 
 @pytest.fixture(scope="module")
+def make_sts() -> Iterator[Callable[..., SecurityTokenService]]:
+    """Factory: `make_sts(idp, subject_audiences=[...], start=True, **options)`; all are stopped
+    at module end."""
+    made: list[SecurityTokenService] = []
+
+    def make(idp: IdentityProvider, *, start: bool = True, **options: Any) -> SecurityTokenService:
+        sts = SecurityTokenService(idp, **options)
+        made.append(sts)
+        return sts.start() if start else sts
+
+    yield make
+    for sts in made:
+        sts.stop()
+
+
+@pytest.fixture(scope="module")
+def make_backend() -> Iterator[Callable[..., BackendApi]]:
+    """Factory: `make_backend(sts, profile="jwt"|"google")`, started; all stopped at module end."""
+    made: list[BackendApi] = []
+
+    def make(sts: SecurityTokenService, **options: Any) -> BackendApi:
+        backend = BackendApi(sts, **options)
+        made.append(backend)
+        return backend.start()
+
+    yield make
+    for backend in made:
+        backend.stop()
+
+
+@pytest.fixture(scope="module")
 def make_envoy(upstream: McpUpstream, tmp_path_factory: pytest.TempPathFactory,
                request: pytest.FixtureRequest) -> Iterator[Callable[..., Envoy]]:
-    """Factory: `make_envoy(plugin_config, idp_port=..., listener_port=...)` -> an Envoy, not yet
-    started (call .start() or .run_expecting_exit()); all are stopped at module end."""
+    """Factory: `make_envoy(plugin_config, idp_port=..., listener_port=..., **options)` -> an
+    Envoy, not yet started (call .start() or .run_expecting_exit()); all are stopped at module
+    end. `options` go to `Envoy` (example=, clusters=, env=, vm_env=)."""
     made: list[Envoy] = []
     prefix = request.module.__name__.rpartition(".")[2]
 
-    def make(plugin_config: dict[str, Any], *, idp_port: int, listener_port: int | None = None) -> Envoy:
+    def make(plugin_config: dict[str, Any], *, idp_port: int, listener_port: int | None = None,
+             **options: Any) -> Envoy:
         envoy = Envoy(plugin_config, workdir=tmp_path_factory.mktemp(f"envoy-{prefix}"),
-                      upstream_port=upstream.port, idp_port=idp_port, listener_port=listener_port)
+                      upstream_port=upstream.port, idp_port=idp_port, listener_port=listener_port, **options)
         made.append(envoy)
         return envoy
 
@@ -99,9 +136,15 @@ def plugin_config(envoy_port: int, idp: IdentityProvider) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def envoy_options() -> dict[str, Any]:
+    """More arguments for the module's Envoy (see `Envoy`): none, i.e. envoy/envoy.yaml."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def envoy(make_envoy: Callable[..., Envoy], plugin_config: dict[str, Any], idp: IdentityProvider,
-          envoy_port: int) -> Envoy:
-    return make_envoy(plugin_config, idp_port=idp.port, listener_port=envoy_port).start()
+          envoy_port: int, envoy_options: dict[str, Any]) -> Envoy:
+    return make_envoy(plugin_config, idp_port=idp.port, listener_port=envoy_port, **envoy_options).start()
 
 
 @pytest.fixture(scope="module")

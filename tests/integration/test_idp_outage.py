@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -42,16 +41,14 @@ def _recovered(client: httpx.Client, token: str) -> bool:
 
 def test_idp_down_at_start_fails_closed_then_recovers(make_idp: Callable[..., IdentityProvider],
                                                       make_envoy: Callable[..., Envoy]) -> None:
-    # A long callout deadline: a 503 that waited for it would take 10 s; refused connections must
-    # give 503 without waiting for it (the bound is generous: this checks behaviour, not speed).
-    idp, envoy = _stack(make_idp, make_envoy, idp_running=False, jwks_timeout="10s")
+    # A callout deadline longer than the client's timeout: a 503 that waited for the deadline
+    # would make the client time out. Refused connections must give 503 without waiting.
+    idp, envoy = _stack(make_idp, make_envoy, idp_running=False, jwks_timeout="30s")
     token = idp.mint(sub="patient-user")  # signing works without the IdP serving
 
     with httpx.Client(base_url=envoy.url, timeout=15, limits=httpx.Limits(max_keepalive_connections=0)) as client:
         for _ in range(3):
-            started = time.monotonic()
             _assert_unavailable(client.get("/echo", headers=bearer(token)))
-            assert time.monotonic() - started < 8, "with the IdP refusing connections, 503 must not wait for the deadline"
         envoy.wait_for_counter("mcp_auth.denied.jwks_unavailable", 3)
         envoy.wait_for_counter("mcp_auth.jwks_fetch.failed", 1)
 

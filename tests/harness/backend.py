@@ -1,0 +1,203 @@
+"""A backend API behind the MCP server: it only accepts the tokens the STS issues for it.
+
+It runs in-process on a background thread, like the IdP and the STS. Every request must carry
+`Authorization: Bearer <token>`; what counts as valid depends on the profile:
+
+  "jwt"     (Okta-like)  a JWT signed by the STS (keys from the STS's /jwks), iss = the STS,
+                         aud = "backend", `backend-api:read` in scp, unexpired.
+  "google"  (Google-like) an opaque `ya29.` token that the STS's /v1/tokeninfo resolves, with
+                         a BigQuery or cloud-platform scope.
+
+Anything else (no token, the client's own IdP token, a forged or expired token) gets 401.
+Routes: `GET /api/whoami` and `POST /bigquery/v2/projects/<project>/queries` both answer with the
+caller's identity as the backend resolved it. Every request is recorded (`calls`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import jwt
+
+from .net import LOOPBACK, free_port
+from .sts import BACKEND_AUDIENCE, GOOGLE_SCOPES, SecurityTokenService
+
+WHOAMI_PATH = "/api/whoami"
+REQUIRED_SCOPE = "backend-api:read"
+
+
+@dataclass
+class BackendCall:
+    method: str
+    path: str
+    status: int = 0
+    user: str | None = None  # the caller's `sub`, once the token checked out
+    audience: str | None = None
+    scopes: list[str] = field(default_factory=list)
+    token_kind: str | None = None  # "jwt" | "google"
+    reason: str | None = None  # why a request was refused
+    token: str | None = None  # the bearer token received (for assertions only, never printed)
+
+
+class Unauthorized(Exception):
+    pass
+
+
+class _Server(ThreadingHTTPServer):
+    block_on_close = False
+    backend: BackendApi
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.server.backend._handle(self)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.server.backend._handle(self)
+
+    def reply(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class BackendApi:
+    def __init__(self, sts: SecurityTokenService, *, profile: str = "jwt", port: int | None = None,
+                 audience: str = BACKEND_AUDIENCE, required_scope: str = REQUIRED_SCOPE,
+                 google_scopes: tuple[str, ...] = GOOGLE_SCOPES) -> None:
+        if profile not in ("jwt", "google"):
+            raise ValueError(profile)
+        self.sts = sts
+        self.profile = profile
+        self.port = port or free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        self.audience = audience
+        self.required_scope = required_scope
+        self.google_scopes = google_scopes
+        self.calls: list[BackendCall] = []
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def whoami_url(self) -> str:
+        return f"{self.url}{WHOAMI_PATH}"
+
+    def start(self) -> BackendApi:
+        if self._server is None:
+            server = _Server((LOOPBACK, self.port), _Handler)
+            server.backend = self
+            self._server = server
+            self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                            name=f"backend-{self.port}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> BackendApi:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def calls_by(self, user: str) -> list[BackendCall]:
+        with self._lock:
+            return [c for c in self.calls if c.user == user]
+
+    # ---- verification ----------------------------------------------------------------------
+
+    def _verify_jwt(self, token: str, call: BackendCall) -> None:
+        try:
+            jwks = httpx.get(self.sts.jwks_uri, timeout=5).json()
+            kid = jwt.get_unverified_header(token).get("kid")
+            jwk = next((k for k in jwks["keys"] if k.get("kid") == kid), None)
+            if jwk is None:
+                raise Unauthorized("signing key unknown")
+            key = jwt.PyJWK(jwk)
+            claims = jwt.decode(token, key.key, algorithms=[key.algorithm_name], audience=self.audience,
+                                issuer=self.sts.issuer, options={"require": ["exp", "sub"]})
+        except jwt.PyJWTError as e:
+            raise Unauthorized(f"token invalid: {type(e).__name__}") from None
+        except httpx.HTTPError:
+            raise Unauthorized("STS keys unavailable") from None
+        scopes = claims.get("scp", [])
+        scopes = scopes.split() if isinstance(scopes, str) else list(scopes)
+        if self.required_scope not in scopes:
+            raise Unauthorized("required scope missing")
+        call.user, call.audience, call.scopes, call.token_kind = claims["sub"], claims["aud"], scopes, "jwt"
+
+    def _verify_google(self, token: str, call: BackendCall) -> None:
+        if not token.startswith("ya29."):
+            raise Unauthorized("not a Google access token")
+        try:
+            response = httpx.get(self.sts.tokeninfo_url, params={"access_token": token}, timeout=5)
+        except httpx.HTTPError:
+            raise Unauthorized("tokeninfo unavailable") from None
+        if response.status_code != 200:
+            raise Unauthorized("token unknown or expired")
+        info = response.json()
+        scopes = info["scope"].split()
+        if not any(s in self.google_scopes for s in scopes):
+            raise Unauthorized("no BigQuery scope")
+        call.user, call.audience, call.scopes, call.token_kind = info["sub"], info["aud"], scopes, "google"
+
+    def _handle(self, req: _Handler) -> None:
+        path = urllib.parse.urlsplit(req.path).path
+        call = BackendCall(method=req.command, path=path)
+        with self._lock:
+            self.calls.append(call)
+        authorization = req.headers.get_all("authorization") or []
+        try:
+            if len(authorization) != 1 or not authorization[0].startswith("Bearer "):
+                raise Unauthorized("no bearer token")
+            token = call.token = authorization[0][len("Bearer "):]
+            if self.profile == "jwt":
+                self._verify_jwt(token, call)
+            else:
+                self._verify_google(token, call)
+        except Unauthorized as e:
+            call.status, call.reason = 401, str(e)
+            req.reply(401, {"error": "invalid_token", "error_description": str(e)},
+                      {"www-authenticate": 'Bearer error="invalid_token"'})
+            return
+        if path != WHOAMI_PATH and not (path.startswith("/bigquery/v2/projects/") and path.endswith("/queries")):
+            call.status = 404
+            req.reply(404, {"error": "not_found"})
+            return
+        call.status = 200
+        body = {"user": call.user, "audience": call.audience, "scopes": call.scopes, "token_kind": call.token_kind}
+        if path != WHOAMI_PATH:  # BigQuery-shaped answer: one row with the caller
+            body.update(kind="bigquery#queryResponse", jobComplete=True,
+                        schema={"fields": [{"name": "user", "type": "STRING"}]}, rows=[{"f": [{"v": call.user}]}])
+        req.reply(200, body)
