@@ -10,6 +10,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwt_simple::prelude::*;
 use jwt_simple::JWTError;
+
+use crate::core::rsa::{HashAlg, RsaPublicKey};
 use serde_json::Value;
 
 /// Signature algorithms the filter accepts.
@@ -60,10 +62,17 @@ impl Algorithm {
 
 #[derive(Debug, Clone)]
 enum KeyMaterial {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-    P256 { sec1: Vec<u8> },
-    P384 { sec1: Vec<u8> },
-    Ed25519 { x: Vec<u8> },
+    /// Verified by `core::rsa` (fast in wasm); the Montgomery constants are computed here, once.
+    Rsa(RsaPublicKey),
+    P256 {
+        sec1: Vec<u8>,
+    },
+    P384 {
+        sec1: Vec<u8>,
+    },
+    Ed25519 {
+        x: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -82,7 +91,7 @@ impl Jwk {
         matches!(
             (&self.material, alg),
             (
-                KeyMaterial::Rsa { .. },
+                KeyMaterial::Rsa(_),
                 Algorithm::RS256
                     | Algorithm::RS384
                     | Algorithm::RS512
@@ -101,8 +110,12 @@ impl Jwk {
         if !self.allows(alg) {
             return Err(SignatureError::KeyMismatch);
         }
-        // jwt-simple re-checks the header's `alg` and the signature; its own claim checks are
-        // switched off (time pinned to 0, future accepted): ours are stricter and say why.
+        if let KeyMaterial::Rsa(key) = &self.material {
+            return verify_rsa(key, alg, token);
+        }
+        // EC and EdDSA: jwt-simple re-checks the header's `alg` and the signature; its own claim
+        // checks are switched off (time pinned to 0, future accepted): ours are stricter and
+        // say why.
         let options = VerificationOptions {
             accept_future: true,
             artificial_time: Some(UnixTimeStamp::from_secs(0)),
@@ -111,18 +124,6 @@ impl Jwk {
             ..Default::default()
         };
         let result = match (&self.material, alg) {
-            (KeyMaterial::Rsa { n, e }, Algorithm::RS256) => RS256PublicKey::from_components(n, e)
-                .and_then(|k| k.verify_token::<NoCustomClaims>(token, Some(options))),
-            (KeyMaterial::Rsa { n, e }, Algorithm::RS384) => RS384PublicKey::from_components(n, e)
-                .and_then(|k| k.verify_token::<NoCustomClaims>(token, Some(options))),
-            (KeyMaterial::Rsa { n, e }, Algorithm::RS512) => RS512PublicKey::from_components(n, e)
-                .and_then(|k| k.verify_token::<NoCustomClaims>(token, Some(options))),
-            (KeyMaterial::Rsa { n, e }, Algorithm::PS256) => PS256PublicKey::from_components(n, e)
-                .and_then(|k| k.verify_token::<NoCustomClaims>(token, Some(options))),
-            (KeyMaterial::Rsa { n, e }, Algorithm::PS384) => PS384PublicKey::from_components(n, e)
-                .and_then(|k| k.verify_token::<NoCustomClaims>(token, Some(options))),
-            (KeyMaterial::Rsa { n, e }, Algorithm::PS512) => PS512PublicKey::from_components(n, e)
-                .and_then(|k| k.verify_token::<NoCustomClaims>(token, Some(options))),
             (KeyMaterial::P256 { sec1 }, Algorithm::ES256) => ES256PublicKey::from_bytes(sec1)
                 .and_then(|k| k.verify_token::<NoCustomClaims>(token, Some(options))),
             (KeyMaterial::P384 { sec1 }, Algorithm::ES384) => ES384PublicKey::from_bytes(sec1)
@@ -248,6 +249,34 @@ impl KeySet {
     }
 }
 
+/// RS*/PS* over the token's signing input (`header.payload`).
+fn verify_rsa(key: &RsaPublicKey, alg: Algorithm, token: &str) -> Result<(), SignatureError> {
+    let (signing_input, signature) = token.rsplit_once('.').ok_or(SignatureError::Unreadable)?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| SignatureError::Unreadable)?;
+    let (hash, pss) = match alg {
+        Algorithm::RS256 => (HashAlg::Sha256, false),
+        Algorithm::RS384 => (HashAlg::Sha384, false),
+        Algorithm::RS512 => (HashAlg::Sha512, false),
+        Algorithm::PS256 => (HashAlg::Sha256, true),
+        Algorithm::PS384 => (HashAlg::Sha384, true),
+        Algorithm::PS512 => (HashAlg::Sha512, true),
+        _ => return Err(SignatureError::KeyMismatch),
+    };
+    let digest = hash.digest(signing_input.as_bytes());
+    let valid = if pss {
+        key.verify_pss(hash, &digest, &signature)
+    } else {
+        key.verify_pkcs1v15(hash, &digest, &signature)
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(SignatureError::Invalid)
+    }
+}
+
 fn b64_field(key: &Value, name: &str) -> Option<Vec<u8>> {
     let s = key.get(name)?.as_str()?;
     URL_SAFE_NO_PAD.decode(s).ok()
@@ -276,16 +305,12 @@ fn parse_jwk(key: &Value) -> Option<Jwk> {
     };
     let material = match key.get("kty")?.as_str()? {
         "RSA" => {
-            let n = strip_leading_zeros(b64_field(key, "n")?);
-            let e = strip_leading_zeros(b64_field(key, "e")?);
+            let key = RsaPublicKey::new(&b64_field(key, "n")?, &b64_field(key, "e")?)?;
             // RFC 7518 §3.3: 2048 bits at least; beyond 8192 bits is a cost attack, not a key.
-            let bits = n.len() * 8;
-            if !(2048..=8192).contains(&bits) || e.is_empty() || e.len() > 8 {
+            if !(2048..=8192).contains(&key.bits()) {
                 return None;
             }
-            // Check the numbers once here so that a bad key is skipped, not failed per request.
-            RS256PublicKey::from_components(&n, &e).ok()?;
-            KeyMaterial::Rsa { n, e }
+            KeyMaterial::Rsa(key)
         }
         "EC" => {
             let (x, y) = (b64_field(key, "x")?, b64_field(key, "y")?);
@@ -328,12 +353,6 @@ fn parse_jwk(key: &Value) -> Option<Jwk> {
         }
     }
     Some(jwk)
-}
-
-fn strip_leading_zeros(mut v: Vec<u8>) -> Vec<u8> {
-    let zeros = v.iter().take_while(|b| **b == 0).count();
-    v.drain(..zeros);
-    v
 }
 
 #[cfg(test)]

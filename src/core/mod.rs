@@ -9,5 +9,6 @@ pub mod jwks;
 pub mod jwks_cache;
 pub mod jwt;
 pub mod response;
+pub mod rsa;
 pub mod token_cache;
 pub mod token_exchange;
