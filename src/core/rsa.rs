@@ -196,68 +196,95 @@ impl RsaPublicKey {
         if !less_than(&s, &self.n) {
             return None;
         }
-        let s_mont = self.mont_mul(&s, &self.rr);
+        let mut scratch = vec![0u32; 2 * self.n.len() + 1];
+        let s_mont = self.mont_mul(&s, &self.rr, &mut scratch);
         let mut acc = s_mont.clone();
         let top = 63 - self.e.leading_zeros();
         for bit in (0..top).rev() {
-            acc = self.mont_mul(&acc, &acc);
+            acc = self.mont_sqr(&acc, &mut scratch);
             if (self.e >> bit) & 1 == 1 {
-                acc = self.mont_mul(&acc, &s_mont);
+                acc = self.mont_mul(&acc, &s_mont, &mut scratch);
             }
         }
-        let mut one = vec![0u32; self.n.len()];
-        if let Some(first) = one.first_mut() {
-            *first = 1;
+        // Out of Montgomery form: acc·R⁻¹ is a reduction of acc itself.
+        scratch.fill(0);
+        for (t, a) in scratch.iter_mut().zip(&acc) {
+            *t = *a;
         }
-        let m = self.mont_mul(&acc, &one);
+        let m = self.reduce(&mut scratch);
         Some(to_be_bytes(&m, self.k))
     }
 
-    /// Montgomery product a·b·R⁻¹ mod n (CIOS), for a, b < n.
-    fn mont_mul(&self, a: &[u32], b: &[u32]) -> Vec<u32> {
-        let len = self.n.len();
-        let mut t = vec![0u32; len + 2];
-        for &b_i in b.iter().take(len) {
-            let mut carry = 0u64;
-            for (t_j, &a_j) in t.iter_mut().zip(a) {
-                let sum = u64::from(*t_j) + u64::from(a_j) * u64::from(b_i) + carry;
-                *t_j = sum as u32;
-                carry = sum >> 32;
+    /// Montgomery product a·b·R⁻¹ mod n, for a, b < n: the full product, then a reduction
+    /// (separated operand scanning). `scratch` holds 2·limbs + 1 words.
+    fn mont_mul(&self, a: &[u32], b: &[u32], scratch: &mut [u32]) -> Vec<u32> {
+        let k = self.n.len();
+        scratch.fill(0);
+        for (i, &a_i) in a.iter().enumerate() {
+            let Some(row) = scratch.get_mut(i..=i + k) else {
+                break;
+            };
+            let (sum, top) = row.split_at_mut(k);
+            let carry = mul_add_row(sum, b, a_i);
+            if let Some(t) = top.first_mut() {
+                *t = carry;
             }
-            add_carry(&mut t, len, carry);
+        }
+        self.reduce(scratch)
+    }
 
-            let m = t.first().copied().unwrap_or(0).wrapping_mul(self.n0_inv);
-            let mut carry = (u64::from(t.first().copied().unwrap_or(0))
-                + u64::from(m) * u64::from(self.n.first().copied().unwrap_or(0)))
-                >> 32;
-            for j in 1..len {
-                let (Some(&t_j), Some(&n_j)) = (t.get(j), self.n.get(j)) else {
-                    break;
-                };
-                let sum = u64::from(t_j) + u64::from(m) * u64::from(n_j) + carry;
-                if let Some(slot) = t.get_mut(j - 1) {
-                    *slot = sum as u32;
-                }
-                carry = sum >> 32;
-            }
-            let high = u64::from(t.get(len).copied().unwrap_or(0)) + carry;
-            if let Some(slot) = t.get_mut(len - 1) {
-                *slot = high as u32;
-            }
-            let top = u64::from(t.get(len + 1).copied().unwrap_or(0)) + (high >> 32);
-            if let Some(slot) = t.get_mut(len) {
-                *slot = top as u32;
-            }
-            if let Some(slot) = t.get_mut(len + 1) {
-                *slot = 0;
+    /// Montgomery square a²·R⁻¹ mod n: each cross product is computed once and doubled.
+    fn mont_sqr(&self, a: &[u32], scratch: &mut [u32]) -> Vec<u32> {
+        let k = self.n.len();
+        scratch.fill(0);
+        // Cross products a_i·a_j, i < j, land at i + j.
+        for (i, &a_i) in a.iter().enumerate() {
+            let (Some(row), Some(rest)) = (scratch.get_mut(2 * i + 1..=i + k), a.get(i + 1..))
+            else {
+                break;
+            };
+            let Some((top, sum)) = row.split_last_mut() else {
+                continue;
+            };
+            *top = mul_add_row(sum, rest, a_i);
+        }
+        // Double them, then add the squares a_i² at 2i.
+        shl1(scratch);
+        let mut carry = 0u64;
+        for (pair, &a_i) in scratch.chunks_exact_mut(2).zip(a) {
+            let square = u64::from(a_i) * u64::from(a_i);
+            if let [lo, hi] = pair {
+                let low = u64::from(*lo) + (square & 0xffff_ffff) + carry;
+                *lo = low as u32;
+                let high = u64::from(*hi) + (square >> 32) + (low >> 32);
+                *hi = high as u32;
+                carry = high >> 32;
             }
         }
-        let overflow = t.get(len).copied().unwrap_or(0) != 0;
-        t.truncate(len);
-        if overflow || !less_than(&t, &self.n) {
-            sub_in_place(&mut t, &self.n);
+        if let Some(last) = scratch.get_mut(2 * k) {
+            *last = last.wrapping_add(carry as u32);
         }
-        t
+        self.reduce(scratch)
+    }
+
+    /// Montgomery reduction of a 2·limbs (+1) word value: t·R⁻¹ mod n.
+    fn reduce(&self, t: &mut [u32]) -> Vec<u32> {
+        let k = self.n.len();
+        for i in 0..k {
+            let m = t.get(i).copied().unwrap_or(0).wrapping_mul(self.n0_inv);
+            let Some(window) = t.get_mut(i..) else {
+                break;
+            };
+            let (row, rest) = window.split_at_mut(k.min(window.len()));
+            let carry = mul_add_row(row, &self.n, m);
+            add_carry(rest, 0, u64::from(carry));
+        }
+        let overflow = t.get(2 * k).copied().unwrap_or(0) != 0;
+        let mut out = t.get(k..2 * k).map(<[u32]>::to_vec).unwrap_or_default();
+        if overflow || !less_than(&out, &self.n) {
+            sub_in_place(&mut out, &self.n);
+        }
+        out
     }
 
     /// R² mod n by doubling 1 until R², reducing as it goes. Once per key.
@@ -289,6 +316,19 @@ fn mgf1(hash: HashAlg, seed: &[u8], len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// row += x·a (row and a of the same length); returns the carry out.
+#[inline]
+fn mul_add_row(row: &mut [u32], a: &[u32], x: u32) -> u32 {
+    let x = u64::from(x);
+    let mut carry = 0u64;
+    for (r, &a_j) in row.iter_mut().zip(a) {
+        let sum = u64::from(*r) + u64::from(a_j) * x + carry;
+        *r = sum as u32;
+        carry = sum >> 32;
+    }
+    carry as u32
 }
 
 fn add_carry(t: &mut [u32], from: usize, mut carry: u64) {
