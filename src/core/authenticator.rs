@@ -10,9 +10,10 @@ use crate::core::jwks::{KeyLookup, KeySet, SignatureError};
 use crate::core::jwks_cache::{Availability, FetchRequest, JwksCache};
 use crate::core::jwt::{self, TokenError, UnverifiedToken};
 use crate::core::response::{DenyReason, LocalResponse, Responses};
-use crate::core::token_cache::{
-    token_fingerprint, token_hash, Identity, VerifiedToken, VerifiedTokenCache,
-};
+use std::rc::Rc;
+
+use crate::core::cache::Digest;
+use crate::core::token_cache::{token_hash, Identity, VerifiedToken, VerifiedTokenCache};
 
 /// The parts of a request the decision depends on.
 #[derive(Debug, Clone, Copy)]
@@ -47,15 +48,16 @@ pub enum Decision {
     /// Forwarded without authentication (bypass path or CORS preflight).
     Bypass,
     Allow {
-        identity: Identity,
-        fingerprint: String,
+        identity: Rc<Identity>,
+        /// SHA-256 of the token: the audit fingerprint and the base of the exchange cache key.
+        token_hash: Digest,
         cache_hit: bool,
     },
     Deny {
         reason: DenyReason,
         response: LocalResponse,
-        identity: Option<Identity>,
-        fingerprint: Option<String>,
+        identity: Option<Rc<Identity>>,
+        token_hash: Option<Digest>,
     },
     /// Keys are needed from this provider first.
     Wait { provider: usize, wait_for: WaitFor },
@@ -184,7 +186,6 @@ impl Authenticator {
             },
         };
         let hash = token_hash(token);
-        let fingerprint = token_fingerprint(&hash);
         let now_s = now_ms / 1000;
 
         if let Some(hit) = self.cache.get(&hash) {
@@ -197,8 +198,8 @@ impl Authenticator {
                 (_, None) => false,
             };
             if time_ok && key_still_published {
-                let identity = hit.identity.clone();
-                return self.authorize(identity, fingerprint, true);
+                let identity = Rc::clone(&hit.identity);
+                return self.authorize(identity, hash, true);
             }
             // Stale entry: drop it and decide from scratch (which names the precise reason).
             self.cache.remove(&hash);
@@ -206,22 +207,22 @@ impl Authenticator {
 
         let parsed = match jwt::parse(token, self.config.max_token_bytes) {
             Ok(p) => p,
-            Err(e) => return self.deny(DenyReason::Token(e), None, Some(fingerprint)),
+            Err(e) => return self.deny(DenyReason::Token(e), None, Some(hash)),
         };
         match self.verify(&parsed, token, keyring, now_ms) {
             Ok(provider) => {
-                let identity = self.identity(provider, &parsed);
+                let identity = Rc::new(self.identity(provider, &parsed));
                 let verified = VerifiedToken {
-                    identity: identity.clone(),
+                    identity: Rc::clone(&identity),
                     nbf: parsed.claims.nbf,
                     kid: parsed.kid.clone(),
                     alg: parsed.alg,
                 };
                 self.cache.insert(hash, verified);
-                self.authorize(identity, fingerprint, false)
+                self.authorize(identity, hash, false)
             }
             Err(Verification::Wait(provider, wait_for)) => Decision::Wait { provider, wait_for },
-            Err(Verification::Deny(reason)) => self.deny(reason, None, Some(fingerprint)),
+            Err(Verification::Deny(reason)) => self.deny(reason, None, Some(hash)),
         }
     }
 
@@ -299,7 +300,7 @@ impl Authenticator {
         }
     }
 
-    fn authorize(&self, identity: Identity, fingerprint: String, cache_hit: bool) -> Decision {
+    fn authorize(&self, identity: Rc<Identity>, token_hash: Digest, cache_hit: bool) -> Decision {
         let missing_scope = self
             .config
             .required_scopes
@@ -309,12 +310,12 @@ impl Authenticator {
             return self.deny(
                 DenyReason::InsufficientScope,
                 Some(identity),
-                Some(fingerprint),
+                Some(token_hash),
             );
         }
         Decision::Allow {
             identity,
-            fingerprint,
+            token_hash,
             cache_hit,
         }
     }
@@ -322,20 +323,20 @@ impl Authenticator {
     fn deny(
         &self,
         reason: DenyReason,
-        identity: Option<Identity>,
-        fingerprint: Option<String>,
+        identity: Option<Rc<Identity>>,
+        token_hash: Option<Digest>,
     ) -> Decision {
         Decision::Deny {
             reason,
             response: self.responses.deny(reason),
             identity,
-            fingerprint,
+            token_hash,
         }
     }
 
     /// The answer for a request whose keys never came (fetch failed or timed out).
-    pub fn keys_unavailable(&self, fingerprint: Option<String>) -> Decision {
-        self.deny(DenyReason::JwksUnavailable, None, fingerprint)
+    pub fn keys_unavailable(&self, token_hash: Option<Digest>) -> Decision {
+        self.deny(DenyReason::JwksUnavailable, None, token_hash)
     }
 
     fn provider_skew(&self, provider: usize) -> u64 {
@@ -378,10 +379,10 @@ pub fn bearer_token(value: &str) -> Option<&str> {
     valid.then_some(token)
 }
 
-/// A path fit for bypass matching: no dot segments, no encoded separators or dots, no
-/// backslash. Envoy normalises paths when configured to; this holds even when it is not.
+/// A path fit for bypass matching: ASCII, no dot segments, no encoded separators or dots,
+/// no backslash. Envoy normalises paths when configured to; this holds even when it is not.
 fn is_plain_path(path: &str) -> bool {
-    if path.contains('\\') || path.contains("//") {
+    if !path.is_ascii() || path.contains('\\') || path.contains("//") {
         return false;
     }
     if path.split('/').any(|seg| seg == "." || seg == "..") {
@@ -497,13 +498,14 @@ mod tests {
         let Decision::Allow {
             identity,
             cache_hit,
-            fingerprint,
+            token_hash,
         } = d
         else {
             panic!("expected allow, got {d:?}")
         };
         assert!(!cache_hit);
-        assert_eq!(fingerprint.len(), 16);
+        let raw = header.strip_prefix("Bearer ").unwrap();
+        assert_eq!(token_hash, crate::core::token_cache::token_hash(raw));
         assert_eq!(identity.subject.as_deref(), Some("alice"));
         assert_eq!(
             identity.headers,
@@ -733,6 +735,7 @@ mod tests {
             ("/healthz/", false),
             ("/public/../mcp", false),
             ("/public/%2e%2e/mcp", false),
+            ("/public/caf\u{e9}", false),
             ("/public//mcp", false),
             ("/mcp", false),
         ] {

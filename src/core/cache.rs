@@ -3,16 +3,18 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use sha2::{Digest as _, Sha256};
+
 pub type Digest = [u8; 32];
 
 pub fn sha256(parts: &[&[u8]]) -> Digest {
-    let mut h = hmac_sha256::Hash::new();
+    let mut h = Sha256::new();
     for p in parts {
         // Length-prefixed, so that ("ab", "c") and ("a", "bc") differ.
         h.update((p.len() as u64).to_be_bytes());
         h.update(p);
     }
-    h.finalize()
+    h.finalize().into()
 }
 
 pub struct BoundedCache<V> {

@@ -3,16 +3,29 @@
 //! Keyed by SHA-256 of the token (see `cache`). A hit still re-checks the token's time window
 //! and that its signing key is still published (in `authenticator`).
 
+use std::rc::Rc;
+
+use sha2::{Digest as _, Sha256};
+
 use crate::core::cache::{BoundedCache, Digest};
 use crate::core::jwks::Algorithm;
 
 pub fn token_hash(token: &str) -> Digest {
-    hmac_sha256::Hash::hash(token.as_bytes())
+    Sha256::digest(token.as_bytes()).into()
 }
 
 /// First 16 hex digits of the token's SHA-256: enough to correlate log lines, useless to replay.
 pub fn token_fingerprint(hash: &Digest) -> String {
-    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(16);
+    for b in hash.iter().take(8) {
+        for nibble in [b >> 4, b & 0xf] {
+            out.push(char::from(
+                HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
+    }
+    out
 }
 
 /// What a successful verification established about the caller.
@@ -31,7 +44,8 @@ pub struct Identity {
 
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
-    pub identity: Identity,
+    /// Shared with every decision that hits this entry (no per-request copies).
+    pub identity: Rc<Identity>,
     pub nbf: Option<u64>,
     pub kid: Option<String>,
     pub alg: Algorithm,

@@ -88,11 +88,12 @@ impl TokenExchanger {
         self.config.timeout
     }
 
-    pub fn key(&self, subject_token: &str) -> Digest {
+    /// The cache key of an exchange for the subject token whose SHA-256 is `subject_hash`.
+    pub fn key(&self, subject_hash: &Digest) -> Digest {
         let c = &self.config;
         let scopes = c.scopes.join(" ");
         sha256(&[
-            subject_token.as_bytes(),
+            subject_hash,
             c.audience.as_deref().unwrap_or_default().as_bytes(),
             scopes.as_bytes(),
             c.resource.as_deref().unwrap_or_default().as_bytes(),
@@ -192,7 +193,8 @@ impl TokenExchanger {
         let status = status.ok_or(ExchangeFailure::Unavailable)?;
         match status {
             200 => {}
-            503 => return Err(ExchangeFailure::Unavailable),
+            // Overloaded or rate-limited: temporary, the client may retry.
+            429 | 503 => return Err(ExchangeFailure::Unavailable),
             504 => return Err(ExchangeFailure::Timeout),
             400..=499 => return Err(refusal(body)),
             _ => return Err(ExchangeFailure::Failed),
@@ -448,26 +450,32 @@ mod tests {
     #[test]
     fn good_answer_is_cached_for_its_lifetime_minus_the_margin() {
         let mut x = okta();
-        let key = x.key("subject");
+        let key = x.key(&crate::core::token_cache::token_hash("subject"));
         let body = br#"{"access_token":"backend-token","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"Bearer","expires_in":300}"#;
         let got = x.accept(key, Some(200), body, NOW_MS, SUBJECT_EXP).unwrap();
         assert_eq!(got.token, "backend-token");
         assert_eq!(got.cached_until, Some(NOW_MS + 270_000));
         assert_eq!(x.cached(&key, NOW_MS + 269_999), Some("backend-token"));
         assert_eq!(x.cached(&key, NOW_MS + 270_000), None);
-        assert_eq!(x.cached(&x.key("other subject"), NOW_MS), None);
+        assert_eq!(
+            x.cached(
+                &x.key(&crate::core::token_cache::token_hash("other subject")),
+                NOW_MS
+            ),
+            None
+        );
     }
 
     #[test]
     fn cache_never_outlives_the_subject_token() {
         let mut x = okta();
-        let key = x.key("subject");
+        let key = x.key(&crate::core::token_cache::token_hash("subject"));
         let body = br#"{"access_token":"t","token_type":"bearer","expires_in":3600}"#;
         let subject_exp = NOW_MS / 1000 + 100;
         let got = x.accept(key, Some(200), body, NOW_MS, subject_exp).unwrap();
         assert_eq!(got.cached_until, Some(NOW_MS + 70_000));
         // Less than the margin left: used once, not cached.
-        let key2 = x.key("short");
+        let key2 = x.key(&crate::core::token_cache::token_hash("short"));
         let got = x
             .accept(key2, Some(200), body, NOW_MS, NOW_MS / 1000 + 20)
             .unwrap();
@@ -484,15 +492,24 @@ mod tests {
             "scopes": ["backend-api:read"],
             "client_auth": {"client_id": "mcp filter", "client_secret_env": "STS_SECRET"}
         })));
-        assert_ne!(a.key("s"), b.key("s"));
-        assert_ne!(a.key("s"), a.key("t"));
-        assert_eq!(a.key("s"), a.key("s"));
+        assert_ne!(
+            a.key(&crate::core::token_cache::token_hash("s")),
+            b.key(&crate::core::token_cache::token_hash("s"))
+        );
+        assert_ne!(
+            a.key(&crate::core::token_cache::token_hash("s")),
+            a.key(&crate::core::token_cache::token_hash("t"))
+        );
+        assert_eq!(
+            a.key(&crate::core::token_cache::token_hash("s")),
+            a.key(&crate::core::token_cache::token_hash("s"))
+        );
     }
 
     #[test]
     fn failures_map_to_their_kind() {
         let mut x = okta();
-        let k = x.key("s");
+        let k = x.key(&crate::core::token_cache::token_hash("s"));
         let mut check = |status: Option<u16>, body: &[u8], expected: ExchangeFailure| {
             assert_eq!(
                 x.accept(k, status, body, NOW_MS, SUBJECT_EXP),
@@ -524,6 +541,11 @@ mod tests {
         check(Some(500), b"oops", ExchangeFailure::Failed);
         check(Some(502), b"", ExchangeFailure::Failed);
         check(Some(503), b"", ExchangeFailure::Unavailable);
+        check(
+            Some(429),
+            br#"{"error":"slow_down"}"#,
+            ExchangeFailure::Unavailable,
+        );
         check(Some(504), b"", ExchangeFailure::Timeout);
         check(None, b"", ExchangeFailure::Unavailable);
         check(Some(200), b"not json", ExchangeFailure::Failed);
@@ -572,7 +594,7 @@ mod tests {
     #[test]
     fn huge_expires_in_is_bounded_by_the_subject() {
         let mut x = okta();
-        let k = x.key("s");
+        let k = x.key(&crate::core::token_cache::token_hash("s"));
         let body = br#"{"access_token":"t","token_type":"Bearer","expires_in":1e300}"#;
         let got = x.accept(k, Some(200), body, NOW_MS, SUBJECT_EXP).unwrap();
         assert_eq!(got.cached_until, Some(SUBJECT_EXP * 1000 - 30_000));
@@ -581,7 +603,7 @@ mod tests {
     #[test]
     fn missing_expires_in_uses_the_default_ttl() {
         let mut x = okta();
-        let k = x.key("s");
+        let k = x.key(&crate::core::token_cache::token_hash("s"));
         let got = x
             .accept(
                 k,

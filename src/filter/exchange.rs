@@ -46,7 +46,7 @@ impl Worker {
             let decision = self.deny_allowed(allowed, DenyReason::InvalidRequest);
             return self.conclude(&request, decision, now, None);
         };
-        let key = exchanger.key(subject);
+        let key = exchanger.key(&allowed.token_hash);
         let cached = exchanger.cached(&key, now).map(str::to_string);
         if let Some(token) = cached.or_else(|| self.adopt_shared_exchange(&key, now)) {
             self.metrics.exchange_cache(true);
@@ -112,7 +112,7 @@ impl Worker {
         };
         let decision = Decision::Allow {
             identity: allowed.identity,
-            fingerprint: allowed.fingerprint,
+            token_hash: allowed.token_hash,
             cache_hit: allowed.cache_hit,
         };
         self.conclude(request, decision, now, Some(note))

@@ -93,6 +93,10 @@ impl RootContext for Root {
                 return false;
             }
         };
+        // Log at Envoy's level for this component: below info, no audit line is even built.
+        if let Ok(level) = hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
         log::info!(
             "mcp_auth_filter: configured for resource {} with {} provider(s)",
             config.resource,
@@ -135,7 +139,10 @@ struct HttpFilter {
 
 impl HttpFilter {
     fn read_head(&self) -> RequestHead {
-        let headers = self.get_http_request_headers();
+        // Header values are bytes: Envoy passes 0x80-0xFF through, and the SDK's String
+        // variants panic on them (which would kill the VM). Names are tokens, always ASCII.
+        let headers = self.get_http_request_headers_bytes();
+        let text = |value: Vec<u8>| String::from_utf8_lossy(&value).into_owned();
         let mut method = String::new();
         let mut path = String::new();
         let mut authorization = None;
@@ -144,11 +151,12 @@ impl HttpFilter {
         let mut preflight_method = false;
         for (name, value) in headers {
             match name.as_str() {
-                ":method" => method = value,
-                ":path" => path = value,
+                ":method" => method = text(value),
+                ":path" => path = text(value),
+                // Not UTF-8: the replacement character fails the bearer grammar (invalid_request).
                 "authorization" => {
                     authorization_count += 1;
-                    authorization = Some(value);
+                    authorization = Some(text(value));
                 }
                 "origin" => origin = true,
                 "access-control-request-method" => preflight_method = true,
@@ -212,10 +220,11 @@ impl HttpContext for HttpFilter {
     }
 
     fn on_log(&mut self) {
-        let status = self
-            .get_http_response_header(":status")
-            .and_then(|s| s.parse::<u32>().ok());
         let id = self.context_id;
+        let status = || {
+            self.get_http_response_header_bytes(":status")
+                .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok())
+        };
         let _ = self.shared.with(|w| w.log_audit(id, status, now_ms()));
     }
 }

@@ -9,6 +9,7 @@
 //! JWKS callouts live in `keys.rs`, token-exchange callouts in `exchange.rs`.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
@@ -19,7 +20,7 @@ use crate::core::authenticator::{Authenticator, Authorization, Decision, Keyring
 use crate::core::cache::Digest;
 use crate::core::config::Config;
 use crate::core::response::{DenyReason, LocalResponse};
-use crate::core::token_cache::Identity;
+use crate::core::token_cache::{token_fingerprint, Identity};
 use crate::core::token_exchange::TokenExchanger;
 use crate::filter::exchange::InFlightExchange;
 use crate::filter::metrics::Metrics;
@@ -64,7 +65,7 @@ impl RequestHead {
 pub enum Action {
     /// Forward upstream after removing `remove` and setting `set`.
     Forward {
-        remove: Vec<String>,
+        remove: Rc<[String]>,
         set: Vec<(String, String)>,
     },
     Respond(LocalResponse),
@@ -75,8 +76,8 @@ pub enum Action {
 /// An authenticated request (the `Decision::Allow` parts).
 #[derive(Debug, Clone)]
 pub(super) struct Allowed {
-    pub identity: Identity,
-    pub fingerprint: String,
+    pub identity: Rc<Identity>,
+    pub token_hash: Digest,
     pub cache_hit: bool,
 }
 
@@ -135,6 +136,8 @@ pub struct Worker {
     /// Shared-data key per provider, to share fetched keys with the other workers.
     pub(super) shared_keys: Vec<String>,
     pub(super) shared_cas: Vec<Option<u32>>,
+    /// Request headers removed before forwarding (built once from the configuration).
+    stripped: Rc<[String]>,
     /// Audit records of decided requests, logged when the request ends (`on_log`) with the
     /// status the client got.
     audits: HashMap<u32, (AuditRecord, u64)>,
@@ -149,6 +152,7 @@ impl Worker {
             .collect::<Vec<_>>();
         let n = shared_keys.len();
         Worker {
+            stripped: config.stripped_headers.clone().into(),
             keyring: Keyring::new(&config),
             exchanger: config.token_exchange.clone().map(TokenExchanger::new),
             auth: Authenticator::new(config),
@@ -192,12 +196,12 @@ impl Worker {
             }
             Decision::Allow {
                 identity,
-                fingerprint,
+                token_hash,
                 cache_hit,
             } if self.exchanger.is_some() => {
                 let allowed = Allowed {
                     identity,
-                    fingerprint,
+                    token_hash,
                     cache_hit,
                 };
                 self.exchange_for(request, active, now, allowed)
@@ -229,70 +233,103 @@ impl Worker {
         now: u64,
         exchange: Option<ExchangeNote>,
     ) -> Action {
-        let head = &request.head;
-        let mut record = AuditRecord::new(Outcome::Allow, &head.method, &head.path);
-        record.auth_ms = now.saturating_sub(request.started_ms);
-        let stripped = &self.auth.config().stripped_headers;
+        let exchange_used = exchange.as_ref().map(|note| (note.cache_hit, note.sts_ms));
         let action = match &decision {
             Decision::Respond(response) => {
                 self.metrics.metadata_served();
-                record.outcome = Outcome::Metadata;
                 Action::Respond(response.clone())
             }
             Decision::Bypass => {
                 self.metrics.bypassed();
-                record.outcome = Outcome::Bypass;
                 Action::Forward {
-                    remove: stripped.clone(),
+                    remove: Rc::clone(&self.stripped),
                     set: Vec::new(),
                 }
             }
             Decision::Allow {
                 identity,
-                fingerprint,
                 cache_hit,
+                ..
             } => {
                 self.metrics.allowed(*cache_hit);
-                record.user = identity.subject.clone();
-                record.client_id = identity.client_id.clone();
-                record.issuer = Some(identity.issuer.clone());
-                record.token_sha256 = Some(fingerprint.clone());
-                record.cache = Some(if *cache_hit { "hit" } else { "miss" });
                 let mut set = identity.headers.clone();
-                if let Some(note) = exchange {
-                    record.exchange = Some(if note.cache_hit { "hit" } else { "miss" });
-                    record.backend_audience = self
-                        .exchanger
-                        .as_ref()
-                        .and_then(|x| x.audience().map(str::to_string));
-                    record.sts_ms = note.sts_ms;
-                    set.push(note.header);
-                }
+                set.extend(exchange.map(|note| note.header));
                 Action::Forward {
-                    remove: stripped.clone(),
+                    remove: Rc::clone(&self.stripped),
                     set,
                 }
             }
             Decision::Deny {
-                reason,
-                response,
-                identity,
-                fingerprint,
+                reason, response, ..
             } => {
                 self.metrics.denied(*reason);
-                record.outcome = Outcome::Deny;
-                record.reason = Some(reason.label());
-                record.user = identity.as_ref().and_then(|i| i.subject.clone());
-                record.client_id = identity.as_ref().and_then(|i| i.client_id.clone());
-                record.issuer = identity.as_ref().map(|i| i.issuer.clone());
-                record.token_sha256 = fingerprint.clone();
                 Action::Respond(response.clone())
             }
             Decision::Wait { .. } => return Action::Park,
         };
-        self.audits
-            .insert(request.context_id, (record, request.started_ms));
+        // The audit line costs a record per request: only when Envoy logs at info.
+        if log::log_enabled!(log::Level::Info) {
+            let record = self.audit_record(request, &decision, now, exchange_used);
+            self.audits
+                .insert(request.context_id, (record, request.started_ms));
+        }
         action
+    }
+
+    fn audit_record(
+        &self,
+        request: &PendingRequest,
+        decision: &Decision,
+        now: u64,
+        exchange: Option<(bool, Option<u64>)>,
+    ) -> AuditRecord {
+        let head = &request.head;
+        let mut record = AuditRecord::new(Outcome::Allow, &head.method, &head.path);
+        record.auth_ms = now.saturating_sub(request.started_ms);
+        let (identity, token_hash) = match decision {
+            Decision::Respond(_) => {
+                record.outcome = Outcome::Metadata;
+                (None, None)
+            }
+            Decision::Bypass => {
+                record.outcome = Outcome::Bypass;
+                (None, None)
+            }
+            Decision::Allow {
+                identity,
+                token_hash,
+                cache_hit,
+            } => {
+                record.cache = Some(if *cache_hit { "hit" } else { "miss" });
+                if let Some((hit, sts_ms)) = exchange {
+                    record.exchange = Some(if hit { "hit" } else { "miss" });
+                    record.backend_audience = self
+                        .exchanger
+                        .as_ref()
+                        .and_then(|x| x.audience().map(str::to_string));
+                    record.sts_ms = sts_ms;
+                }
+                (Some(identity), Some(token_hash))
+            }
+            Decision::Deny {
+                reason,
+                identity,
+                token_hash,
+                ..
+            } => {
+                record.outcome = Outcome::Deny;
+                record.reason = Some(reason.label());
+                (identity.as_ref(), token_hash.as_ref())
+            }
+            Decision::Wait { .. } => (None, None),
+        };
+        if let Some(identity) = identity {
+            record.user = identity.subject.clone();
+            record.client_id = identity.client_id.clone();
+            record.issuer = Some(identity.issuer.clone());
+        }
+        record.token_sha256 = token_hash.map(token_fingerprint);
+        record
     }
 
     /// The denial of an authenticated request (its identity stays in the audit line).
@@ -301,14 +338,15 @@ impl Worker {
             reason,
             response: self.auth.responses().deny(reason),
             identity: Some(allowed.identity),
-            fingerprint: Some(allowed.fingerprint),
+            token_hash: Some(allowed.token_hash),
         }
     }
 
-    /// Logs the audit line of a request that ended, with the status the client got.
-    pub fn log_audit(&mut self, context_id: u32, status: Option<u32>, now: u64) {
+    /// Logs the audit line of a request that ended, with the status the client got (asked
+    /// for only when there is a line to log).
+    pub fn log_audit(&mut self, context_id: u32, status: impl FnOnce() -> Option<u32>, now: u64) {
         if let Some((mut record, started_ms)) = self.audits.remove(&context_id) {
-            record.status = status;
+            record.status = status();
             record.latency_ms = now.saturating_sub(started_ms);
             log::info!("{}", record.to_line());
         }
@@ -369,7 +407,7 @@ impl Worker {
     /// deliver its reply, so it is forgotten and sent again by the root on the next tick.
     pub fn on_context_gone(&mut self, context_id: u32) {
         // A request that ended without `on_log` (client gone while it waited) is still audited.
-        self.log_audit(context_id, None, now_ms());
+        self.log_audit(context_id, || None, now_ms());
         self.parked.retain(|p| p.request.context_id != context_id);
         let orphaned: Vec<u32> = self
             .callouts
@@ -420,10 +458,12 @@ impl Worker {
 }
 
 fn read_reply(body_size: usize, limit: usize) -> Reply {
+    // Bytes, decoded fallibly: a reply header that is not UTF-8 must not panic the VM.
     let header = |name: &str| {
-        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
             .ok()
             .flatten()
+            .and_then(|v| String::from_utf8(v).ok())
     };
     let body = (body_size <= limit).then(|| {
         hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
