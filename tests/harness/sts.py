@@ -114,6 +114,9 @@ class OAuthError(Exception):
 class _Server(ThreadingHTTPServer):
     # Don't join handler threads on close: a deliberately slow answer must not block stop().
     block_on_close = False
+    # One connection per exchange (HTTP/1.0): under load, the default listen backlog of 5 would
+    # refuse connections, and Envoy would answer the callout 503 itself.
+    request_queue_size = 256
     sts: SecurityTokenService
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -1,0 +1,34 @@
+//! `core::jwt::parse` and the bearer-header reader on arbitrary bytes: never panic, and
+//! whatever parses has claims that the time checks and claim-to-header paths handle.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mcp_auth_filter::core::authenticator::bearer_token;
+use mcp_auth_filter::core::jwt;
+
+const NOW: u64 = 1_800_000_000;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    for max in [16_384, 1 << 20] {
+        if let Ok(token) = jwt::parse(&text, max) {
+            let claims = &token.claims;
+            for (now, skew) in [(NOW, 60), (0, 0), (u64::MAX, u64::MAX), (NOW, 3600)] {
+                let _ = claims.check_time(now, skew);
+            }
+            let _ = claims.has_audience_in(&["a".to_string()]);
+            for path in [&["sub"][..], &["org", "id"], &["groups"], &["exp"], &[""]] {
+                let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+                if let Some(value) = claims.header_value(&path) {
+                    // A header value never carries CR, LF or NUL.
+                    assert!(!value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0));
+                }
+            }
+        }
+    }
+    if let Some(token) = bearer_token(&text) {
+        assert!(!token.is_empty());
+        assert!(text.contains(token));
+        let _ = jwt::parse(token, 16_384);
+    }
+});
