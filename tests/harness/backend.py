@@ -87,12 +87,16 @@ class _Handler(BaseHTTPRequestHandler):
 class BackendApi:
     def __init__(self, sts: SecurityTokenService, *, profile: str = "jwt", port: int | None = None,
                  audience: str = BACKEND_AUDIENCE, required_scope: str = REQUIRED_SCOPE,
-                 google_scopes: tuple[str, ...] = GOOGLE_SCOPES) -> None:
+                 google_scopes: tuple[str, ...] = GOOGLE_SCOPES, host: str = LOOPBACK) -> None:
+        """`sts`: whoever issues the backend's tokens; only its `issuer`, `jwks_uri` and
+        `tokeninfo_url` are used (a SecurityTokenService, or the dev AS's backend issuer).
+        `host`: the address to listen on."""
         if profile not in ("jwt", "google"):
             raise ValueError(profile)
         self.sts = sts
         self.profile = profile
         self.port = port or free_port()
+        self.host = host
         self.url = f"http://{LOOPBACK}:{self.port}"
         self.audience = audience
         self.required_scope = required_scope
@@ -108,7 +112,7 @@ class BackendApi:
 
     def start(self) -> BackendApi:
         if self._server is None:
-            server = _Server((LOOPBACK, self.port), _Handler)
+            server = _Server((self.host, self.port), _Handler)
             server.backend = self
             self._server = server
             self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -151,7 +155,7 @@ class BackendApi:
             raise Unauthorized(f"token invalid: {type(e).__name__}") from None
         except httpx.HTTPError:
             raise Unauthorized("STS keys unavailable") from None
-        scopes = claims.get("scp", [])
+        scopes = claims.get("scp", claims.get("scope", []))  # Okta's scp, or RFC 9068's scope
         scopes = scopes.split() if isinstance(scopes, str) else list(scopes)
         if self.required_scope not in scopes:
             raise Unauthorized("required scope missing")
@@ -201,3 +205,34 @@ class BackendApi:
             body.update(kind="bigquery#queryResponse", jobComplete=True,
                         schema={"fields": [{"name": "user", "type": "STRING"}]}, rows=[{"f": [{"v": call.user}]}])
         req.reply(200, body)
+
+
+def main() -> None:
+    """Run the backend on its own (docker-compose): verify JWTs of one issuer, print each call."""
+    import argparse
+    import time
+    from types import SimpleNamespace
+
+    parser = argparse.ArgumentParser(description="backend API that accepts only tokens for aud=backend")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default=LOOPBACK)
+    parser.add_argument("--issuer", required=True, help="iss of the tokens it accepts (the backend AS)")
+    parser.add_argument("--jwks-uri", required=True, help="where the issuer's keys are")
+    parser.add_argument("--audience", default=BACKEND_AUDIENCE)
+    args = parser.parse_args()
+    issuer = SimpleNamespace(issuer=args.issuer, jwks_uri=args.jwks_uri, tokeninfo_url="")
+    backend = BackendApi(issuer, port=args.port, host=args.host, audience=args.audience).start()  # type: ignore[arg-type]
+    print(f"backend API on {args.host}:{args.port}, accepting tokens of {args.issuer} for aud={args.audience}",
+          flush=True)
+    seen = 0
+    while True:
+        time.sleep(0.5)
+        with backend._lock:
+            new, seen = backend.calls[seen:], len(backend.calls)
+        for call in new:
+            print(json.dumps({"method": call.method, "path": call.path, "status": call.status, "user": call.user,
+                              "audience": call.audience, "scopes": call.scopes, "reason": call.reason}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -37,8 +38,11 @@ MARKER_HEADER = "x-test-marker"
 SEEN_PATH = "/_test/seen"
 
 
-def build_app(backend_url: str | None = None) -> Any:
-    """The Starlette app: MCP endpoint + test routes, wrapped by a header recorder."""
+def build_app(backend_url: str | None = None, allowed_hosts: list[str] | None = None) -> Any:
+    """The Starlette app: MCP endpoint + test routes, wrapped by a header recorder.
+
+    `allowed_hosts`: Host header values accepted besides loopback ones (the SDK's DNS-rebinding
+    protection), e.g. ["mcp.example.com"] when Envoy forwards a public host name."""
     server = MCPServer("mcp-auth-filter test upstream")
     seen: list[dict[str, Any]] = []
     seen_lock = threading.Lock()
@@ -89,7 +93,13 @@ def build_app(backend_url: str | None = None) -> Any:
         return JSONResponse({"method": request.method, "path": request.url.path,
                              "headers": [[k, v] for k, v in request.headers.items()]})
 
-    app = server.streamable_http_app(streamable_http_path="/mcp", host=LOOPBACK)
+    security = None
+    if allowed_hosts:
+        loopback = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+        security = TransportSecuritySettings(
+            allowed_hosts=loopback + [h for name in allowed_hosts for h in (name, f"{name}:*")],
+            allowed_origins=[f"{scheme}://{h}" for h in loopback + allowed_hosts for scheme in ("http", "https")])
+    app = server.streamable_http_app(streamable_http_path="/mcp", host=LOOPBACK, transport_security=security)
 
     async def recording_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         # Record raw header pairs (duplicates kept) before anything else can alter them.
@@ -115,9 +125,10 @@ class McpUpstream:
     """Starts the MCP server as a subprocess on `port` and waits until it answers."""
 
     def __init__(self, port: int | None = None, log_path: Path | None = None,
-                 backend_url: str | None = None) -> None:
+                 backend_url: str | None = None, allowed_hosts: list[str] | None = None) -> None:
         self.port = port or free_port()
         self.backend_url = backend_url
+        self.allowed_hosts = allowed_hosts or []
         self.url = f"http://{LOOPBACK}:{self.port}"
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
@@ -125,6 +136,7 @@ class McpUpstream:
     def start(self, timeout: float = 20) -> McpUpstream:
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         backend = ["--backend-url", self.backend_url] if self.backend_url else []
+        backend += [arg for host in self.allowed_hosts for arg in ("--allowed-host", host)]
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "harness.mcp_upstream", "--port", str(self.port), *backend],
             cwd=Path(__file__).resolve().parents[1],  # tests/, so `harness` is importable
@@ -177,8 +189,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--backend-url", help="default URL of the query_backend tool")
+    parser.add_argument("--host", default=LOOPBACK, help="address to listen on (0.0.0.0 in a container)")
+    parser.add_argument("--allowed-host", action="append", default=[],
+                        help="a Host header value to accept besides loopback ones (repeatable)")
     args = parser.parse_args()
-    uvicorn.run(build_app(args.backend_url), host=LOOPBACK, port=args.port, log_level="warning")
+    uvicorn.run(build_app(args.backend_url, args.allowed_host), host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":
