@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Builds target/wasm32-wasip1/release/mcp_auth_filter.wasm.
+# Builds target/wasm32-wasip1/release/mcp_auth_filter.wasm (extra arguments go to cargo, e.g.
+# --manifest-path tests/bench/noop-filter/Cargo.toml for the benchmark's no-op filter).
 # Prefers rustup's wasm32-wasip1 target; falls back to Debian's rustc-web, which ships the
 # standard library sources, so std is built for the target with -Zbuild-std (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
-  exec cargo build --release --target wasm32-wasip1 --lib
+  exec cargo build --release --target wasm32-wasip1 --lib "$@"
 fi
 
 if [ ! -x /usr/bin/cargo ] || [ ! -d /usr/lib/rustlib/src/rust/library ] || [ ! -d /usr/lib/wasm32-wasi ]; then
@@ -17,4 +18,4 @@ fi
 RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
 CARGO_TARGET_WASM32_WASIP1_LINKER=wasm-ld \
 RUSTFLAGS="-C link-self-contained=no -L native=/usr/lib/wasm32-wasi" \
-  exec /usr/bin/cargo build --release --target wasm32-wasip1 --lib -Zbuild-std=std,panic_abort
+  exec /usr/bin/cargo build --release --target wasm32-wasip1 --lib -Zbuild-std=std,panic_abort "$@"
