@@ -39,6 +39,15 @@ struct Shared {
 }
 
 impl Shared {
+    /// A JWKS or STS reply delivered to context `id` (root or HTTP): hand it to the worker, then
+    /// act on the requests it decided.
+    fn on_callout_reply(&self, token: u32, id: u32, body_size: usize) {
+        let actions = self
+            .with(|w| w.on_callout_reply(token, id, body_size, now_ms()))
+            .unwrap_or_default();
+        apply_to_contexts(actions, id);
+    }
+
     /// Runs `f` on the worker state, after forgetting the contexts that ended meanwhile.
     fn with<T>(&self, f: impl FnOnce(&mut Worker) -> T) -> Option<T> {
         let mut guard = self.worker.try_borrow_mut().ok()?;
@@ -65,12 +74,8 @@ impl Context for Root {
         body_size: usize,
         _trailers: usize,
     ) {
-        let id = self.context_id;
-        let actions = self
-            .shared
-            .with(|w| w.on_callout_reply(token, id, body_size, now_ms()))
-            .unwrap_or_default();
-        apply_to_contexts(actions, id);
+        self.shared
+            .on_callout_reply(token, self.context_id, body_size);
     }
 }
 
@@ -182,12 +187,8 @@ impl Context for HttpFilter {
         body_size: usize,
         _trailers: usize,
     ) {
-        let id = self.context_id;
-        let actions = self
-            .shared
-            .with(|w| w.on_callout_reply(token, id, body_size, now_ms()))
-            .unwrap_or_default();
-        apply_to_contexts(actions, id);
+        self.shared
+            .on_callout_reply(token, self.context_id, body_size);
     }
 }
 

@@ -133,19 +133,16 @@ impl<'a> Obj<'a> {
             .collect()
     }
 
-    /// An object used as a map from names to objects (`providers`), in name order.
+    /// An object used as a map from names to objects (`providers`), in name order (serde_json's
+    /// map is ordered by key).
     pub fn entries(&self, key: &str) -> Result<Vec<(String, Obj<'a>)>, ConfigError> {
         let Some(inner) = self.object(key)? else {
             return Ok(Vec::new());
         };
-        let mut names: Vec<&String> = inner.map.keys().collect();
-        names.sort();
-        names
-            .into_iter()
-            .map(|name| {
-                let value = inner.map.get(name).unwrap_or(&Value::Null);
-                Ok((name.clone(), Obj::new(inner.at(name), value)?))
-            })
+        inner
+            .map
+            .iter()
+            .map(|(name, value)| Ok((name.clone(), Obj::new(inner.at(name), value)?)))
             .collect()
     }
 
@@ -154,13 +151,12 @@ impl<'a> Obj<'a> {
         let Some(inner) = self.object(key)? else {
             return Ok(Vec::new());
         };
-        let mut names: Vec<&String> = inner.map.keys().collect();
-        names.sort();
-        names
-            .into_iter()
-            .map(|name| match inner.string(name)? {
-                Some(s) => Ok((name.clone(), s)),
-                None => Err(error(inner.at(name), "expected a string, found null")),
+        inner
+            .map
+            .iter()
+            .map(|(name, value)| match value {
+                Value::String(s) => Ok((name.clone(), s.clone())),
+                other => Err(expected(inner.at(name), "a string", other)),
             })
             .collect()
     }
