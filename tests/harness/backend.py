@@ -16,17 +16,15 @@ caller's identity as the backend resolved it. Every request is recorded (`calls`
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
 
 import httpx
 import jwt
 
-from .net import LOOPBACK, free_port
+from .net import LOOPBACK, JsonHandler, LoopbackService, free_port
 from .sts import BACKEND_AUDIENCE, GOOGLE_SCOPES, SecurityTokenService
 
 WHOAMI_PATH = "/api/whoami"
@@ -50,41 +48,7 @@ class Unauthorized(Exception):
     pass
 
 
-class _Server(ThreadingHTTPServer):
-    block_on_close = False
-    backend: BackendApi
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802
-        self.server.backend._handle(self)
-
-    def do_POST(self) -> None:  # noqa: N802
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        self.server.backend._handle(self)
-
-    def reply(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-
-class BackendApi:
+class BackendApi(LoopbackService):
     def __init__(self, sts: SecurityTokenService, *, profile: str = "jwt", port: int | None = None,
                  audience: str = BACKEND_AUDIENCE, required_scope: str = REQUIRED_SCOPE,
                  google_scopes: tuple[str, ...] = GOOGLE_SCOPES, host: str = LOOPBACK) -> None:
@@ -103,37 +67,17 @@ class BackendApi:
         self.google_scopes = google_scopes
         self.calls: list[BackendCall] = []
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def whoami_url(self) -> str:
         return f"{self.url}{WHOAMI_PATH}"
 
-    def start(self) -> BackendApi:
-        if self._server is None:
-            server = _Server((self.host, self.port), _Handler)
-            server.backend = self
-            self._server = server
-            self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                            name=f"backend-{self.port}", daemon=True)
-            self._thread.start()
-        return self
+    def _handle_get(self, h: JsonHandler) -> None:
+        self._handle(h)
 
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> BackendApi:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _handle_post(self, h: JsonHandler) -> None:
+        h.read_body()
+        self._handle(h)
 
     def calls_by(self, user: str) -> list[BackendCall]:
         with self._lock:
@@ -176,7 +120,7 @@ class BackendApi:
             raise Unauthorized("no BigQuery scope")
         call.user, call.audience, call.scopes, call.token_kind = info["sub"], info["aud"], scopes, "google"
 
-    def _handle(self, req: _Handler) -> None:
+    def _handle(self, req: JsonHandler) -> None:
         path = urllib.parse.urlsplit(req.path).path
         call = BackendCall(method=req.command, path=path)
         with self._lock:

@@ -16,19 +16,17 @@ import base64
 import hashlib
 import hmac
 import json
-import sys
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt.algorithms
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from .net import LOOPBACK, free_port
+from .net import LOOPBACK, JsonHandler, LoopbackService, free_port
 
 DEFAULT_SCOPES = ["mcp:tools:call"]
 
@@ -107,44 +105,7 @@ def _generate(alg: str) -> Any:
     raise ValueError(f"no key type for {alg}")
 
 
-class _Server(ThreadingHTTPServer):
-    # Don't join handler threads on close: a deliberately hanging /jwks must not block stop().
-    block_on_close = False
-    idp: IdentityProvider
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Envoy may give up on a slow /jwks before the late answer is written: expected, not an error.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    # One request per connection: once the IdP stops, Envoy cannot keep talking to a
-    # still-open keep-alive connection, so "IdP down" really means down.
-    protocol_version = "HTTP/1.0"
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
-        self.server.idp._handle_get(self)
-
-    def do_POST(self) -> None:  # noqa: N802
-        self.server.idp._handle_post(self)
-
-    def reply(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-
-class IdentityProvider:
+class IdentityProvider(LoopbackService):
     """The test IdP. `port` stays fixed across stop()/start(), so restarts look like an outage."""
 
     def __init__(self, port: int | None = None, audience: str = "", jwks_max_age: int | None = 300,
@@ -170,46 +131,14 @@ class IdentityProvider:
 
         self._jwks_mode = "ok"
         self._release = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    def start(self) -> IdentityProvider:
-        if self._server is not None:
-            return self
+    def _on_start(self) -> None:
         self._release = threading.Event()
-        server = _Server((LOOPBACK, self.port), _Handler)  # allow_reuse_address: same port on restart
-        server.idp = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"idp-{self.port}", daemon=True)
-        self._thread.start()
-        return self
 
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> IdentityProvider:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _on_stop(self) -> None:
+        self._release.set()  # let go of any request parked by a "hang"
 
     # ---- URLs ------------------------------------------------------------------------------
 
@@ -321,7 +250,7 @@ class IdentityProvider:
             "scopes_supported": ["mcp:tools:call", "mcp:tools:list"],
         }
 
-    def _handle_get(self, req: _Handler) -> None:
+    def _handle_get(self, req: JsonHandler) -> None:
         path = urllib.parse.urlsplit(req.path).path
         if path in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
             with self._lock:
@@ -332,7 +261,7 @@ class IdentityProvider:
         else:
             req.reply(404, {"error": "not_found"})
 
-    def _serve_jwks(self, req: _Handler) -> None:
+    def _serve_jwks(self, req: JsonHandler) -> None:
         with self._lock:
             self.jwks_fetches += 1
             self.last_jwks_fetch = time.monotonic()
@@ -351,7 +280,7 @@ class IdentityProvider:
         headers = {} if self.jwks_max_age is None else {"cache-control": f"max-age={self.jwks_max_age}"}
         req.reply(200, self.jwks(), headers)
 
-    def _handle_post(self, req: _Handler) -> None:
+    def _handle_post(self, req: JsonHandler) -> None:
         if urllib.parse.urlsplit(req.path).path != "/token":
             req.reply(404, {"error": "not_found"})
             return

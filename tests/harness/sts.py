@@ -28,18 +28,16 @@ import base64
 import hmac
 import json
 import secrets
-import sys
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
 
 from .idp import IdentityProvider, SigningKey, new_rsa_key, sign_jws
-from .net import LOOPBACK, free_port
+from .net import LOOPBACK, JsonHandler, LoopbackService, free_port
 
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 TOKEN_TYPE_PREFIX = "urn:ietf:params:oauth:token-type:"
@@ -111,61 +109,7 @@ class OAuthError(Exception):
         return {"error": self.error, "error_description": self.description}
 
 
-class _Server(ThreadingHTTPServer):
-    # Don't join handler threads on close: a deliberately slow answer must not block stop().
-    block_on_close = False
-    # One connection per exchange (HTTP/1.0): under load, the default listen backlog of 5 would
-    # refuse connections, and Envoy would answer the callout 503 itself.
-    request_queue_size = 256
-    sts: SecurityTokenService
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Envoy may give up on a slow answer before it is written: expected, not an error.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    # One request per connection, as the IdP: once the STS stops, it is really unreachable.
-    protocol_version = "HTTP/1.0"
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
-        self.server.sts._handle_get(self)
-
-    def do_POST(self) -> None:  # noqa: N802
-        self.server.sts._handle_post(self)
-
-    def read_body(self) -> bytes:
-        if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("content-length") or 0))
-
-    def reply_raw(self, status: int, data: bytes, content_type: str,
-                  headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("content-type", content_type)
-        self.send_header("content-length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        self.reply_raw(status, json.dumps(body).encode(), "application/json", headers)
-
-
-class SecurityTokenService:
+class SecurityTokenService(LoopbackService):
     """The test STS. It trusts one IdP: subject tokens must carry its issuer, be signed by one
     of its published keys (read from the IdP object at each call, so rotation is seen), and be
     meant for one of `subject_audiences` (the MCP resource)."""
@@ -203,46 +147,14 @@ class SecurityTokenService:
         self._delay = 0.0
         self._refusal = (400, "invalid_scope")
         self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    def start(self) -> SecurityTokenService:
-        if self._server is not None:
-            return self
+    def _on_start(self) -> None:
         self._stopping = threading.Event()
-        server = _Server((LOOPBACK, self.port), _Handler)  # allow_reuse_address: same port on restart
-        server.sts = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"sts-{self.port}", daemon=True)
-        self._thread.start()
-        return self
 
-    def stop(self) -> None:
-        if self._server is None:
-            return
+    def _on_stop(self) -> None:
         self._stopping.set()  # ends every deliberately slow answer
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> SecurityTokenService:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ---- URLs ------------------------------------------------------------------------------
 
@@ -319,7 +231,7 @@ class SecurityTokenService:
                 "grant_types_supported": [TOKEN_EXCHANGE_GRANT],
                 "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"]}
 
-    def _handle_get(self, req: _Handler) -> None:
+    def _handle_get(self, req: JsonHandler) -> None:
         url = urllib.parse.urlsplit(req.path)
         if url.path == JWKS_PATH:
             req.reply(200, self.jwks())
@@ -337,7 +249,7 @@ class SecurityTokenService:
         else:
             req.reply(404, {"error": "not_found"})
 
-    def _handle_post(self, req: _Handler) -> None:
+    def _handle_post(self, req: JsonHandler) -> None:
         path = urllib.parse.urlsplit(req.path).path
         if path not in (OAUTH_TOKEN_PATH, GOOGLE_TOKEN_PATH):
             req.reply(404, {"error": "not_found"})
