@@ -66,6 +66,8 @@ pub struct Exchanged {
 
 pub struct TokenExchanger {
     config: TokenExchangeConfig,
+    /// The scopes space-joined, as sent and as hashed into every cache key: joined once here.
+    scope: String,
     cache: BoundedCache<(String, u64)>,
 }
 
@@ -73,6 +75,7 @@ impl TokenExchanger {
     pub fn new(config: TokenExchangeConfig) -> TokenExchanger {
         TokenExchanger {
             cache: BoundedCache::new(config.cache_max_entries),
+            scope: config.scopes.join(" "),
             config,
         }
     }
@@ -91,11 +94,10 @@ impl TokenExchanger {
     /// The cache key of an exchange for the subject token whose SHA-256 is `subject_hash`.
     pub fn key(&self, subject_hash: &Digest) -> Digest {
         let c = &self.config;
-        let scopes = c.scopes.join(" ");
         sha256(&[
             subject_hash,
             c.audience.as_deref().unwrap_or_default().as_bytes(),
-            scopes.as_bytes(),
+            self.scope.as_bytes(),
             c.resource.as_deref().unwrap_or_default().as_bytes(),
             c.subject_token_type.as_bytes(),
             c.requested_token_type.as_bytes(),
@@ -134,8 +136,8 @@ impl TokenExchanger {
         if let Some(a) = &c.audience {
             form.field("audience", a);
         }
-        if !c.scopes.is_empty() {
-            form.field("scope", &c.scopes.join(" "));
+        if !self.scope.is_empty() {
+            form.field("scope", &self.scope);
         }
         if let Some(r) = &c.resource {
             form.field("resource", r);
