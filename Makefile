@@ -26,13 +26,13 @@ build: setup
 	@size=$$(stat -c %s $(WASM)); echo "built $(WASM): $$size bytes"; \
 	  if [ $$size -ge $(MAX_WASM_BYTES) ]; then echo "error: .wasm is over 1 MiB" >&2; exit 1; fi
 
-# The library's unit tests and tests/core_hostile.rs (hostile input against the public core API).
+# Unit tests of both crates and src/core/tests/ (hostile input against the public core API).
 unit:
-	cargo test --lib --tests
+	cargo test --workspace
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 
 integration: build
 	$(PY) -m pytest tests

@@ -4,10 +4,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_auth_filter::core::authenticator::{
+use mcp_auth_core::authenticator::{
     Authenticator, Authorization, Decision, Keyring, Request,
 };
-use mcp_auth_filter::core::config::Config;
+use mcp_auth_core::config::Config;
 use serde_json::json;
 
 // Seeds are made with this issuer, audience and time (scripts/fuzz_seeds.py).

@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_auth_filter::core::authenticator::{Authenticator, Authorization, Keyring, Request};
-use mcp_auth_filter::core::config::Config;
-use mcp_auth_filter::core::token_exchange::TokenExchanger;
+use mcp_auth_core::authenticator::{Authenticator, Authorization, Keyring, Request};
+use mcp_auth_core::config::Config;
+use mcp_auth_core::token_exchange::TokenExchanger;
 
 fuzz_target!(|data: &[u8]| {
     let env = |name: &str| (!name.is_empty()).then(|| format!("secret-of-{name}"));

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use mcp_auth_filter::core::config::{FetchTarget, HttpTarget, RemoteKeys};
-use mcp_auth_filter::core::jwks_cache::{max_age, Availability, FetchOutcome, JwksCache};
+use mcp_auth_core::config::{FetchTarget, HttpTarget, RemoteKeys};
+use mcp_auth_core::jwks_cache::{max_age, Availability, FetchOutcome, JwksCache};
 
 const NOW: u64 = 1_800_000_000_000;
 

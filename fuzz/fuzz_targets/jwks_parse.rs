@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_auth_filter::core::jwks::{Algorithm, KeyLookup, KeySet};
+use mcp_auth_core::jwks::{Algorithm, KeyLookup, KeySet};
 
 const ALGS: [&str; 9] = [
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",

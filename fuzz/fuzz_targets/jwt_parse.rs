@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_auth_filter::core::authenticator::bearer_token;
-use mcp_auth_filter::core::jwt;
+use mcp_auth_core::authenticator::bearer_token;
+use mcp_auth_core::jwt;
 
 const NOW: u64 = 1_800_000_000;
 

@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_auth_filter::core::config::Config;
-use mcp_auth_filter::core::token_exchange::TokenExchanger;
+use mcp_auth_core::config::Config;
+use mcp_auth_core::token_exchange::TokenExchanger;
 use serde_json::json;
 
 const NOW_MS: u64 = 1_800_000_000_000;
@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
         e => e,
     };
     let mut x = exchanger();
-    let key = x.key(&mcp_auth_filter::core::token_cache::token_hash("subject"));
+    let key = x.key(&mcp_auth_core::token_cache::token_hash("subject"));
     if let Ok(got) = x.accept(key, status, body, NOW_MS, subject_exp) {
         assert!(!got.token.is_empty());
         assert!(got.token.bytes().all(|b| (0x21..0x7f).contains(&b)));

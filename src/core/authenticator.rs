@@ -5,15 +5,15 @@
 //! know yet and a refetch is allowed. The proxy-wasm layer parks the request and asks again
 //! when the keys change.
 
-use crate::core::config::{Config, KeySource};
-use crate::core::jwks::{KeyLookup, KeySet, SignatureError};
-use crate::core::jwks_cache::{Availability, FetchRequest, JwksCache};
-use crate::core::jwt::{self, TokenError, UnverifiedToken};
-use crate::core::response::{DenyReason, LocalResponse, Responses};
+use crate::config::{Config, KeySource};
+use crate::jwks::{KeyLookup, KeySet, SignatureError};
+use crate::jwks_cache::{Availability, FetchRequest, JwksCache};
+use crate::jwt::{self, TokenError, UnverifiedToken};
+use crate::response::{DenyReason, LocalResponse, Responses};
 use std::rc::Rc;
 
-use crate::core::cache::Digest;
-use crate::core::token_cache::{token_hash, Identity, VerifiedToken, VerifiedTokenCache};
+use crate::cache::Digest;
+use crate::token_cache::{token_hash, Identity, VerifiedToken, VerifiedTokenCache};
 
 /// The parts of a request the decision depends on.
 #[derive(Debug, Clone, Copy)]
@@ -395,7 +395,7 @@ fn is_plain_path(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::jwks::test_keys::*;
+    use crate::testing::*;
     use jwt_simple::prelude::*;
     use serde_json::json;
 
@@ -505,7 +505,7 @@ mod tests {
         };
         assert!(!cache_hit);
         let raw = header.strip_prefix("Bearer ").unwrap();
-        assert_eq!(token_hash, crate::core::token_cache::token_hash(raw));
+        assert_eq!(token_hash, crate::token_cache::token_hash(raw));
         assert_eq!(identity.subject.as_deref(), Some("alice"));
         assert_eq!(
             identity.headers,

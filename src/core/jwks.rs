@@ -11,7 +11,7 @@ use base64::Engine;
 use jwt_simple::prelude::*;
 use jwt_simple::JWTError;
 
-use crate::core::rsa::{HashAlg, RsaPublicKey};
+use crate::rsa::{HashAlg, RsaPublicKey};
 use serde_json::Value;
 
 /// Signature algorithms the filter accepts.
@@ -356,65 +356,9 @@ fn parse_jwk(key: &Value) -> Option<Jwk> {
 }
 
 #[cfg(test)]
-pub(crate) mod test_keys {
-    //! Real keys for tests, generated once per test binary (RSA generation is slow).
-    use super::*;
-    use std::sync::OnceLock;
-
-    pub fn rsa() -> &'static RS256KeyPair {
-        static KEY: OnceLock<RS256KeyPair> = OnceLock::new();
-        KEY.get_or_init(|| RS256KeyPair::generate(2048).unwrap().with_key_id("rsa-1"))
-    }
-
-    pub fn rsa_other() -> &'static RS256KeyPair {
-        static KEY: OnceLock<RS256KeyPair> = OnceLock::new();
-        KEY.get_or_init(|| RS256KeyPair::generate(2048).unwrap().with_key_id("rsa-2"))
-    }
-
-    pub fn rsa_jwk(key: &RS256KeyPair, kid: &str, alg: Option<&str>) -> Value {
-        let c = key.public_key().to_components();
-        let mut v = serde_json::json!({
-            "kty": "RSA", "use": "sig", "kid": kid,
-            "n": URL_SAFE_NO_PAD.encode(c.n), "e": URL_SAFE_NO_PAD.encode(c.e),
-        });
-        if let Some(a) = alg {
-            v["alg"] = a.into();
-        }
-        v
-    }
-
-    pub fn ec256_jwk(key: &ES256KeyPair, kid: &str) -> Value {
-        let sec1 = key.public_key().public_key().to_bytes_uncompressed();
-        serde_json::json!({
-            "kty": "EC", "crv": "P-256", "kid": kid,
-            "x": URL_SAFE_NO_PAD.encode(&sec1[1..33]), "y": URL_SAFE_NO_PAD.encode(&sec1[33..65]),
-        })
-    }
-
-    pub fn ec384_jwk(key: &ES384KeyPair, kid: &str) -> Value {
-        let sec1 = key.public_key().public_key().to_bytes_uncompressed();
-        serde_json::json!({
-            "kty": "EC", "crv": "P-384", "kid": kid,
-            "x": URL_SAFE_NO_PAD.encode(&sec1[1..49]), "y": URL_SAFE_NO_PAD.encode(&sec1[49..97]),
-        })
-    }
-
-    pub fn ed25519_jwk(key: &Ed25519KeyPair, kid: &str) -> Value {
-        serde_json::json!({
-            "kty": "OKP", "crv": "Ed25519", "kid": kid,
-            "x": URL_SAFE_NO_PAD.encode(key.public_key().to_bytes()),
-        })
-    }
-
-    pub fn jwks(keys: Vec<Value>) -> Vec<u8> {
-        serde_json::json!({ "keys": keys }).to_string().into_bytes()
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::test_keys::*;
     use super::*;
+    use crate::testing::*;
 
     fn claims() -> JWTClaims<NoCustomClaims> {
         Claims::create(Duration::from_mins(5)).with_issuer("iss")

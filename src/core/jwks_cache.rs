@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::core::config::{http_target, FetchTarget, HttpTarget, RemoteKeys};
-use crate::core::jwks::KeySet;
+use crate::config::{http_target, FetchTarget, HttpTarget, RemoteKeys};
+use crate::jwks::KeySet;
 
 /// Bounds on a `Cache-Control: max-age` from the IdP, so that a bad header can neither make us
 /// hammer the IdP nor keep keys for days.
@@ -316,7 +316,7 @@ pub fn max_age(cache_control: Option<&str>) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::jwks::test_keys::*;
+    use crate::testing::*;
 
     fn settings(start: FetchTarget) -> RemoteKeys {
         RemoteKeys {

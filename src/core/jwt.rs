@@ -12,7 +12,7 @@ use base64::Engine;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::core::jwks::Algorithm;
+use crate::jwks::Algorithm;
 
 /// Why a token was refused before or during verification. Each maps to a fixed, public
 /// description (`describe`) that never echoes any part of the token.

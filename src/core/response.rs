@@ -4,9 +4,9 @@
 
 use serde_json::json;
 
-use crate::core::config::{Config, PRM_WELL_KNOWN};
-use crate::core::jwt::TokenError;
-use crate::core::token_exchange::ExchangeFailure;
+use crate::config::{Config, PRM_WELL_KNOWN};
+use crate::jwt::TokenError;
+use crate::token_exchange::ExchangeFailure;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalResponse {

@@ -516,7 +516,7 @@ mod tests {
     #[test]
     fn agrees_with_the_rsa_crate_on_jwt_simple_tokens() {
         use jwt_simple::prelude::*;
-        let key = crate::core::jwks::test_keys::rsa();
+        let key = crate::testing::rsa();
         let c = key.public_key().to_components();
         let ours = RsaPublicKey::new(&c.n, &c.e).unwrap();
         assert_eq!(ours.bits(), 2048);

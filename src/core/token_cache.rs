@@ -7,8 +7,8 @@ use std::rc::Rc;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::core::cache::{BoundedCache, Digest};
-use crate::core::jwks::Algorithm;
+use crate::cache::{BoundedCache, Digest};
+use crate::jwks::Algorithm;
 
 pub fn token_hash(token: &str) -> Digest {
     Sha256::digest(token.as_bytes()).into()

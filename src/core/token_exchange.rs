@@ -11,8 +11,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
 
-use crate::core::cache::{sha256, BoundedCache, Digest};
-use crate::core::config::{ClientAuth, TokenExchangeConfig};
+use crate::cache::{sha256, BoundedCache, Digest};
+use crate::config::{ClientAuth, TokenExchangeConfig};
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// Largest STS answer read (a real one is well under 8 KiB).
@@ -297,7 +297,7 @@ pub fn form_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::config::Config;
+    use crate::config::Config;
     use serde_json::json;
 
     const NOW_MS: u64 = 1_800_000_000_000;
@@ -452,7 +452,7 @@ mod tests {
     #[test]
     fn good_answer_is_cached_for_its_lifetime_minus_the_margin() {
         let mut x = okta();
-        let key = x.key(&crate::core::token_cache::token_hash("subject"));
+        let key = x.key(&crate::token_cache::token_hash("subject"));
         let body = br#"{"access_token":"backend-token","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"Bearer","expires_in":300}"#;
         let got = x.accept(key, Some(200), body, NOW_MS, SUBJECT_EXP).unwrap();
         assert_eq!(got.token, "backend-token");
@@ -461,7 +461,7 @@ mod tests {
         assert_eq!(x.cached(&key, NOW_MS + 270_000), None);
         assert_eq!(
             x.cached(
-                &x.key(&crate::core::token_cache::token_hash("other subject")),
+                &x.key(&crate::token_cache::token_hash("other subject")),
                 NOW_MS
             ),
             None
@@ -471,13 +471,13 @@ mod tests {
     #[test]
     fn cache_never_outlives_the_subject_token() {
         let mut x = okta();
-        let key = x.key(&crate::core::token_cache::token_hash("subject"));
+        let key = x.key(&crate::token_cache::token_hash("subject"));
         let body = br#"{"access_token":"t","token_type":"bearer","expires_in":3600}"#;
         let subject_exp = NOW_MS / 1000 + 100;
         let got = x.accept(key, Some(200), body, NOW_MS, subject_exp).unwrap();
         assert_eq!(got.cached_until, Some(NOW_MS + 70_000));
         // Less than the margin left: used once, not cached.
-        let key2 = x.key(&crate::core::token_cache::token_hash("short"));
+        let key2 = x.key(&crate::token_cache::token_hash("short"));
         let got = x
             .accept(key2, Some(200), body, NOW_MS, NOW_MS / 1000 + 20)
             .unwrap();
@@ -495,23 +495,23 @@ mod tests {
             "client_auth": {"client_id": "mcp filter", "client_secret_env": "STS_SECRET"}
         })));
         assert_ne!(
-            a.key(&crate::core::token_cache::token_hash("s")),
-            b.key(&crate::core::token_cache::token_hash("s"))
+            a.key(&crate::token_cache::token_hash("s")),
+            b.key(&crate::token_cache::token_hash("s"))
         );
         assert_ne!(
-            a.key(&crate::core::token_cache::token_hash("s")),
-            a.key(&crate::core::token_cache::token_hash("t"))
+            a.key(&crate::token_cache::token_hash("s")),
+            a.key(&crate::token_cache::token_hash("t"))
         );
         assert_eq!(
-            a.key(&crate::core::token_cache::token_hash("s")),
-            a.key(&crate::core::token_cache::token_hash("s"))
+            a.key(&crate::token_cache::token_hash("s")),
+            a.key(&crate::token_cache::token_hash("s"))
         );
     }
 
     #[test]
     fn failures_map_to_their_kind() {
         let mut x = okta();
-        let k = x.key(&crate::core::token_cache::token_hash("s"));
+        let k = x.key(&crate::token_cache::token_hash("s"));
         let mut check = |status: Option<u16>, body: &[u8], expected: ExchangeFailure| {
             assert_eq!(
                 x.accept(k, status, body, NOW_MS, SUBJECT_EXP),
@@ -596,7 +596,7 @@ mod tests {
     #[test]
     fn huge_expires_in_is_bounded_by_the_subject() {
         let mut x = okta();
-        let k = x.key(&crate::core::token_cache::token_hash("s"));
+        let k = x.key(&crate::token_cache::token_hash("s"));
         let body = br#"{"access_token":"t","token_type":"Bearer","expires_in":1e300}"#;
         let got = x.accept(k, Some(200), body, NOW_MS, SUBJECT_EXP).unwrap();
         assert_eq!(got.cached_until, Some(SUBJECT_EXP * 1000 - 30_000));
@@ -605,7 +605,7 @@ mod tests {
     #[test]
     fn missing_expires_in_uses_the_default_ttl() {
         let mut x = okta();
-        let k = x.key(&crate::core::token_cache::token_hash("s"));
+        let k = x.key(&crate::token_cache::token_hash("s"));
         let got = x
             .accept(
                 k,

@@ -4,15 +4,15 @@
 
 use proxy_wasm::hostcalls;
 
-use crate::core::authenticator::{bearer_token, Decision};
-use crate::core::cache::Digest;
-use crate::core::response::DenyReason;
-use crate::core::token_exchange::{ExchangeFailure, ExchangeRequest};
 use crate::filter::keys::split_u64;
 use crate::filter::worker::{
     Action, Allowed, CalloutKind, ExchangeNote, Parked, PendingRequest, Reply, Waiting, Worker,
     WAIT_GRACE_MS,
 };
+use mcp_auth_core::authenticator::{bearer_token, Decision};
+use mcp_auth_core::cache::Digest;
+use mcp_auth_core::response::DenyReason;
+use mcp_auth_core::token_exchange::{ExchangeFailure, ExchangeRequest};
 
 /// Shared-data slots for exchanged tokens. Bounded: a slot holds one token, and a newer token
 /// whose key falls in the same slot replaces it (the loser is simply exchanged again).

@@ -3,13 +3,13 @@
 
 use proxy_wasm::hostcalls;
 
-use crate::core::authenticator::{bearer_token, Decision, WaitFor};
-use crate::core::jwks_cache::{FetchOutcome, FetchRequest};
-use crate::core::jwt;
-use crate::core::response::DenyReason;
 use crate::filter::worker::{
     Action, CalloutKind, Parked, PendingRequest, Reply, RequestHead, Waiting, Worker, WAIT_GRACE_MS,
 };
+use mcp_auth_core::authenticator::{bearer_token, Decision, WaitFor};
+use mcp_auth_core::jwks_cache::{FetchOutcome, FetchRequest};
+use mcp_auth_core::jwt;
+use mcp_auth_core::response::DenyReason;
 
 impl Worker {
     /// Decides, first adopting keys another worker loaded when the decision wants keys (it

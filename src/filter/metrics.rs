@@ -3,7 +3,7 @@
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-use crate::core::response::DenyReason;
+use mcp_auth_core::response::DenyReason;
 
 pub struct Metrics {
     allowed: Option<u32>,

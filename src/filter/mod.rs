@@ -18,7 +18,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use crate::core::config::Config;
+use mcp_auth_core::config::Config;
 use worker::{apply_headers, apply_to_contexts, now_ms, send_response, RequestHead, Worker};
 
 proxy_wasm::main! {{
@@ -198,7 +198,7 @@ impl HttpContext for HttpFilter {
         let id = self.context_id;
         let Some(action) = self.shared.with(|w| w.on_request(id, head, now_ms())) else {
             // No configuration (cannot happen once on_configure succeeded): fail closed.
-            send_response(&crate::core::response::LocalResponse {
+            send_response(&mcp_auth_core::response::LocalResponse {
                 status: 503,
                 headers: vec![("content-type", "application/json".into())],
                 body:

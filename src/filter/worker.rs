@@ -15,15 +15,15 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 
-use crate::core::audit::{AuditRecord, Outcome};
-use crate::core::authenticator::{Authenticator, Authorization, Decision, Keyring, Request};
-use crate::core::cache::Digest;
-use crate::core::config::Config;
-use crate::core::response::{DenyReason, LocalResponse};
-use crate::core::token_cache::{token_fingerprint, Identity};
-use crate::core::token_exchange::TokenExchanger;
 use crate::filter::exchange::InFlightExchange;
 use crate::filter::metrics::Metrics;
+use mcp_auth_core::audit::{AuditRecord, Outcome};
+use mcp_auth_core::authenticator::{Authenticator, Authorization, Decision, Keyring, Request};
+use mcp_auth_core::cache::Digest;
+use mcp_auth_core::config::Config;
+use mcp_auth_core::response::{DenyReason, LocalResponse};
+use mcp_auth_core::token_cache::{token_fingerprint, Identity};
+use mcp_auth_core::token_exchange::TokenExchanger;
 
 pub fn now_ms() -> u64 {
     hostcalls::get_current_time()
@@ -369,11 +369,12 @@ impl Worker {
                 provider,
                 is_discovery,
             } => {
-                let reply = read_reply(body_size, crate::core::jwks::MAX_JWKS_BYTES);
+                let reply = read_reply(body_size, mcp_auth_core::jwks::MAX_JWKS_BYTES);
                 self.on_jwks_reply(provider, is_discovery, reply, active, now)
             }
             CalloutKind::Exchange { key } => {
-                let reply = read_reply(body_size, crate::core::token_exchange::MAX_RESPONSE_BYTES);
+                let reply =
+                    read_reply(body_size, mcp_auth_core::token_exchange::MAX_RESPONSE_BYTES);
                 self.on_exchange_reply(key, reply, active, now)
             }
         }
@@ -394,7 +395,7 @@ impl Worker {
                 Waiting::Keys(_) => self.auth.keys_unavailable(None),
                 Waiting::Exchange { allowed, .. } => self.deny_allowed(
                     allowed,
-                    DenyReason::Exchange(crate::core::token_exchange::ExchangeFailure::Timeout),
+                    DenyReason::Exchange(mcp_auth_core::token_exchange::ExchangeFailure::Timeout),
                 ),
             };
             let action = self.conclude(&p.request, decision, now, None);

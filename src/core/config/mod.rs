@@ -10,7 +10,7 @@ mod reader;
 use std::fmt;
 use std::time::Duration;
 
-use crate::core::jwks::KeySet;
+use crate::jwks::KeySet;
 use reader::Obj;
 
 /// A configuration error: the path of the offending field and what is wrong with it.
@@ -1121,7 +1121,10 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), &'static str>
             "" => None,
             p => Some(p.strip_prefix(':').ok_or("invalid port")?),
         };
-        (&authority[..inside.len() + 2], port)
+        let bracketed = authority
+            .get(..inside.len() + 2)
+            .ok_or("invalid IPv6 address")?;
+        (bracketed, port)
     } else {
         match authority.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),

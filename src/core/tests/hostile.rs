@@ -1,4 +1,4 @@
-//! Hostile input against the public core API (`mcp_auth_filter::core`): tokens, `Authorization`
+//! Hostile input against the public core API (`mcp_auth_core`): tokens, `Authorization`
 //! headers, JWKS documents, STS answers and configurations built to confuse, overflow or crash.
 //! Every case must end in the right refusal (or the documented acceptance), never a panic.
 //!
@@ -11,15 +11,15 @@ use std::time::Duration;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use jwt_simple::prelude::*;
-use mcp_auth_filter::core::authenticator::{
+use mcp_auth_core::authenticator::{
     bearer_token, Authenticator, Authorization, Decision, Keyring, Request, WaitFor,
 };
-use mcp_auth_filter::core::config::{Config, FetchTarget, HttpTarget, RemoteKeys};
-use mcp_auth_filter::core::jwks::{Algorithm, KeyLookup, KeySet, MAX_JWKS_BYTES};
-use mcp_auth_filter::core::jwks_cache::{max_age, Availability, FetchOutcome, JwksCache};
-use mcp_auth_filter::core::jwt::{self, TokenError};
-use mcp_auth_filter::core::response::DenyReason;
-use mcp_auth_filter::core::token_exchange::{ExchangeFailure, TokenExchanger, MAX_RESPONSE_BYTES};
+use mcp_auth_core::config::{Config, FetchTarget, HttpTarget, RemoteKeys};
+use mcp_auth_core::jwks::{Algorithm, KeyLookup, KeySet, MAX_JWKS_BYTES};
+use mcp_auth_core::jwks_cache::{max_age, Availability, FetchOutcome, JwksCache};
+use mcp_auth_core::jwt::{self, TokenError};
+use mcp_auth_core::response::DenyReason;
+use mcp_auth_core::token_exchange::{ExchangeFailure, TokenExchanger, MAX_RESPONSE_BYTES};
 use serde_json::{json, Value};
 
 const ISS: &str = "https://idp.example.com";
@@ -1276,7 +1276,7 @@ fn malformed_sts_answers_fail_the_exchange() {
     ];
     for (status, body, expected) in cases {
         let mut x = exchanger();
-        let key = x.key(&mcp_auth_filter::core::token_cache::token_hash("subject"));
+        let key = x.key(&mcp_auth_core::token_cache::token_hash("subject"));
         let got = x.accept(key, status, &body, NOW_MS, subject_exp);
         assert_eq!(
             got,
@@ -1303,7 +1303,7 @@ fn expires_in_extremes_are_bounded() {
         ("null", Some(NOW_MS + 300_000 - margin)),
     ] {
         let mut x = exchanger();
-        let key = x.key(&mcp_auth_filter::core::token_cache::token_hash("subject"));
+        let key = x.key(&mcp_auth_core::token_cache::token_hash("subject"));
         let body =
             format!(r#"{{"access_token":"t","token_type":"Bearer","expires_in":{expires_in}}}"#);
         let got = x
@@ -1313,7 +1313,7 @@ fn expires_in_extremes_are_bounded() {
     }
     // A subject token already past its exp (or at u64::MAX): never cached beyond it.
     let mut x = exchanger();
-    let key = x.key(&mcp_auth_filter::core::token_cache::token_hash("s"));
+    let key = x.key(&mcp_auth_core::token_cache::token_hash("s"));
     let body = br#"{"access_token":"t","token_type":"Bearer","expires_in":300}"#;
     assert_eq!(
         x.accept(key, Some(200), body, NOW_MS, NOW - 1)

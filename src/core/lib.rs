@@ -1,0 +1,32 @@
+//! The host-independent core of mcp-auth-filter: everything the filter decides, with no
+//! proxy-wasm dependency (the crate cannot call the host), unit-tested natively. Times are passed
+//! in, never read.
+
+// The core must never panic on input: a panic kills the worker's VM.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::string_slice
+    )
+)]
+
+pub mod audit;
+pub mod authenticator;
+pub mod cache;
+pub mod config;
+pub mod jwks;
+pub mod jwks_cache;
+pub mod jwt;
+pub mod response;
+pub mod rsa;
+pub mod token_cache;
+pub mod token_exchange;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
