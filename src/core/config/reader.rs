@@ -1,22 +1,22 @@
-//! Reads the configuration document as JSON values while tracking each field's path, so that
-//! every error can name it (`providers.okta.remote_jwks.http_uri.timeout`, `bypass_paths[0]`).
-//! Unknown fields are errors: a typo is never silently ignored.
+//! Reads the configuration document, already parsed into a `serde_json::Value`, one object at a
+//! time, tracking each field's path so that every error can name it
+//! (`providers.okta.remote_jwks.http_uri.timeout`, `bypass_paths[0]`).
+//!
+//! An [`Obj`] records the keys it was asked for, and [`Obj::finish`] fails on the first key that
+//! was never asked for: a typo is never silently ignored, and each field name is written once,
+//! where it is read.
 
 use serde_json::{Map, Value};
 
-use super::ConfigError;
+use super::error::{err, ConfigError};
 
 /// A JSON object at a known path.
 pub struct Obj<'a> {
     path: String,
-    map: &'a Map<String, Value>,
-}
-
-fn error(path: String, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        path,
-        problem: problem.into(),
-    }
+    /// `None` for an absent object read as empty (see [`Obj::object_or_empty`]).
+    map: Option<&'a Map<String, Value>>,
+    /// The keys read so far, in reading order: the fields this object may have.
+    read: Vec<&'static str>,
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -31,18 +31,32 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 fn expected(path: String, what: &str, got: &Value) -> ConfigError {
-    error(path, format!("expected {what}, found {}", type_name(got)))
+    err(path, format!("expected {what}, found {}", type_name(got)))
 }
 
 impl<'a> Obj<'a> {
-    pub fn new(path: String, value: &'a Value) -> Result<Obj<'a>, ConfigError> {
+    /// The document itself, whose fields have paths without a prefix.
+    pub fn root(document: &'a Value) -> Result<Obj<'a>, ConfigError> {
+        Obj::new(String::new(), document)
+    }
+
+    fn new(path: String, value: &'a Value) -> Result<Obj<'a>, ConfigError> {
         match value {
-            Value::Object(map) => Ok(Obj { path, map }),
+            Value::Object(map) => Ok(Obj {
+                path,
+                map: Some(map),
+                read: Vec::new(),
+            }),
             other => Err(expected(path, "an object", other)),
         }
     }
 
-    /// The path of a field of this object.
+    /// The path of this object (`providers.okta`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The path of a field of this object (`providers.okta.issuer`).
     pub fn at(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_string()
@@ -51,22 +65,32 @@ impl<'a> Obj<'a> {
         }
     }
 
-    /// Fails on the first field not in `known`.
-    pub fn only(&self, known: &[&str]) -> Result<(), ConfigError> {
-        match self.map.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(k) => Err(error(
+    /// Fails on the first key (in name order) that was never read, listing those that were.
+    /// Call it once every field has been read and before checking any field that is required
+    /// or depends on another, so that a misspelt field is reported as unknown rather than as
+    /// missing. A field with a default may be checked as it is read: misspelt, it is absent.
+    pub fn finish(&self) -> Result<(), ConfigError> {
+        let mut keys = self.map.into_iter().flat_map(Map::keys);
+        match keys.find(|k| !self.read.contains(&k.as_str())) {
+            Some(k) => Err(err(
                 self.at(k),
-                format!("unknown field, expected one of: {}", known.join(", ")),
+                format!("unknown field, expected one of: {}", self.read.join(", ")),
             )),
             None => Ok(()),
         }
     }
 
-    fn get(&self, key: &str) -> Option<&'a Value> {
-        self.map.get(key).filter(|v| !v.is_null())
+    /// Marks `key` as read and returns its value; null counts as absent.
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        if !self.read.contains(&key) {
+            self.read.push(key);
+        }
+        self.map
+            .and_then(|map| map.get(key))
+            .filter(|v| !v.is_null())
     }
 
-    pub fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+    pub fn string(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -74,7 +98,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    pub fn boolean(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+    pub fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -82,7 +106,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    pub fn number(&self, key: &str) -> Result<Option<u64>, ConfigError> {
+    pub fn number(&mut self, key: &'static str) -> Result<Option<u64>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v
@@ -92,7 +116,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    pub fn strings(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
+    pub fn strings(&mut self, key: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
         let Some(value) = self.get(key) else {
             return Ok(None);
         };
@@ -114,12 +138,21 @@ impl<'a> Obj<'a> {
             .map(Some)
     }
 
-    pub fn object(&self, key: &str) -> Result<Option<Obj<'a>>, ConfigError> {
+    pub fn object(&mut self, key: &'static str) -> Result<Option<Obj<'a>>, ConfigError> {
         self.get(key).map(|v| Obj::new(self.at(key), v)).transpose()
     }
 
+    /// An object whose fields all have defaults: absent, it reads as `{}`.
+    pub fn object_or_empty(&mut self, key: &'static str) -> Result<Obj<'a>, ConfigError> {
+        Ok(self.object(key)?.unwrap_or_else(|| Obj {
+            path: self.at(key),
+            map: None,
+            read: Vec::new(),
+        }))
+    }
+
     /// An array of objects, each with its index in its path.
-    pub fn objects(&self, key: &str) -> Result<Vec<Obj<'a>>, ConfigError> {
+    pub fn objects(&mut self, key: &'static str) -> Result<Vec<Obj<'a>>, ConfigError> {
         let Some(value) = self.get(key) else {
             return Ok(Vec::new());
         };
@@ -134,26 +167,31 @@ impl<'a> Obj<'a> {
     }
 
     /// An object used as a map from names to objects (`providers`), in name order (serde_json's
-    /// map is ordered by key).
-    pub fn entries(&self, key: &str) -> Result<Vec<(String, Obj<'a>)>, ConfigError> {
+    /// map is ordered by key). Every name is taken, so the map itself needs no `finish`.
+    pub fn entries(&mut self, key: &'static str) -> Result<Vec<(String, Obj<'a>)>, ConfigError> {
         let Some(inner) = self.object(key)? else {
             return Ok(Vec::new());
         };
         inner
             .map
-            .iter()
+            .into_iter()
+            .flatten()
             .map(|(name, value)| Ok((name.clone(), Obj::new(inner.at(name), value)?)))
             .collect()
     }
 
     /// An object used as a map from names to strings (`extra_params`), in name order.
-    pub fn string_entries(&self, key: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    pub fn string_entries(
+        &mut self,
+        key: &'static str,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
         let Some(inner) = self.object(key)? else {
             return Ok(Vec::new());
         };
         inner
             .map
-            .iter()
+            .into_iter()
+            .flatten()
             .map(|(name, value)| match value {
                 Value::String(s) => Ok((name.clone(), s.clone())),
                 other => Err(expected(inner.at(name), "a string", other)),
@@ -170,15 +208,108 @@ mod tests {
     #[test]
     fn paths_and_types() {
         let doc = json!({"a": {"b": [{"c": 1}], "s": "x", "n": -1}, "list": ["x", 2]});
-        let root = Obj::new(String::new(), &doc).unwrap();
-        let a = root.object("a").unwrap().unwrap();
+        let mut root = Obj::root(&doc).unwrap();
+        let mut a = root.object("a").unwrap().unwrap();
         assert_eq!(a.at("s"), "a.s");
-        let items = a.objects("b").unwrap();
+        let mut items = a.objects("b").unwrap();
         assert_eq!(items[0].number("c").unwrap(), Some(1));
         assert_eq!(items[0].string("c").unwrap_err().path, "a.b[0].c");
         assert_eq!(a.number("n").unwrap_err().path, "a.n");
         assert_eq!(root.strings("list").unwrap_err().path, "list[1]");
-        assert_eq!(a.only(&["b", "s"]).unwrap_err().path, "a.n");
-        assert!(Obj::new(String::new(), &json!([])).is_err());
+        assert!(Obj::root(&json!([])).is_err());
+    }
+
+    #[test]
+    fn an_unread_key_is_reported_with_its_path_and_the_keys_that_were_read() {
+        let doc = json!({"b": 1, "n": 2, "s": "x"});
+        let mut o = Obj::root(&doc).unwrap();
+        o.string("s").unwrap();
+        o.number("b").unwrap();
+        o.number("absent").unwrap();
+        let e = o.finish().unwrap_err();
+        assert_eq!(e.path, "n");
+        assert_eq!(e.problem, "unknown field, expected one of: s, b, absent");
+        o.number("n").unwrap();
+        assert_eq!(o.finish(), Ok(()));
+    }
+
+    #[test]
+    fn a_key_read_twice_is_listed_once_and_null_counts_as_read() {
+        let doc = json!({"a": null, "z": 1});
+        let mut o = Obj::root(&doc).unwrap();
+        assert_eq!(o.string("a").unwrap(), None);
+        assert_eq!(o.string("a").unwrap(), None);
+        let e = o.finish().unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.problem.as_str()),
+            ("z", "unknown field, expected one of: a")
+        );
+    }
+
+    #[test]
+    fn an_unread_key_with_a_null_value_is_still_unknown() {
+        let doc = json!({"typo": null});
+        let o = Obj::root(&doc).unwrap();
+        assert_eq!(o.finish().unwrap_err().path, "typo");
+    }
+
+    #[test]
+    fn nested_objects_report_their_own_unread_keys() {
+        let doc = json!({"outer": {"inner": {"known": 1, "extra": 2}}});
+        let mut root = Obj::root(&doc).unwrap();
+        let mut outer = root.object("outer").unwrap().unwrap();
+        let mut inner = outer.object("inner").unwrap().unwrap();
+        inner.number("known").unwrap();
+        assert_eq!(root.finish(), Ok(()));
+        assert_eq!(outer.finish(), Ok(()));
+        let e = inner.finish().unwrap_err();
+        assert_eq!(e.path, "outer.inner.extra");
+        assert_eq!(e.problem, "unknown field, expected one of: known");
+    }
+
+    #[test]
+    fn objects_in_arrays_report_unread_keys_with_their_index() {
+        let doc = json!({"list": [{"k": 1}, {"k": 2, "x": 3}]});
+        let mut root = Obj::root(&doc).unwrap();
+        let mut items = root.objects("list").unwrap();
+        for item in &mut items {
+            item.number("k").unwrap();
+        }
+        assert_eq!(items[0].finish(), Ok(()));
+        assert_eq!(items[1].finish().unwrap_err().path, "list[1].x");
+    }
+
+    #[test]
+    fn objects_in_maps_report_unread_keys_under_their_name() {
+        let doc = json!({"providers": {"okta": {"issuer": "i", "isuer": "j"}}});
+        let mut root = Obj::root(&doc).unwrap();
+        let mut providers = root.entries("providers").unwrap();
+        let (name, p) = &mut providers[0];
+        assert_eq!(name, "okta");
+        p.string("issuer").unwrap();
+        let e = p.finish().unwrap_err();
+        assert_eq!(e.path, "providers.okta.isuer");
+        assert_eq!(e.problem, "unknown field, expected one of: issuer");
+        assert_eq!(root.finish(), Ok(()));
+    }
+
+    #[test]
+    fn an_absent_object_reads_as_empty() {
+        let doc = json!({});
+        let mut root = Obj::root(&doc).unwrap();
+        let mut cache = root.object_or_empty("cache").unwrap();
+        assert_eq!(cache.at("ttl"), "cache.ttl");
+        assert_eq!(cache.string("ttl").unwrap(), None);
+        assert_eq!(cache.finish(), Ok(()));
+        assert_eq!(root.finish(), Ok(()));
+        let doc = json!({"cache": 1});
+        assert_eq!(
+            Obj::root(&doc)
+                .unwrap()
+                .object_or_empty("cache")
+                .err()
+                .map(|e| e.path),
+            Some("cache".to_string())
+        );
     }
 }
