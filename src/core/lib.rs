@@ -16,6 +16,9 @@
     )
 )]
 
+#[macro_use]
+mod listed;
+
 pub mod audit;
 pub mod authenticator;
 pub mod cache;

@@ -35,62 +35,68 @@ pub enum DenyReason {
     Exchange(ExchangeFailure),
 }
 
-impl DenyReason {
-    /// One of each kind (for defining a counter per label).
-    pub const ALL: [DenyReason; 22] = [
-        DenyReason::MissingToken,
-        DenyReason::InvalidRequest,
-        DenyReason::Token(TokenError::Malformed),
-        DenyReason::Token(TokenError::TooLarge),
-        DenyReason::Token(TokenError::AlgorithmNotAllowed),
-        DenyReason::Token(TokenError::AlgorithmMismatch),
-        DenyReason::Token(TokenError::UnsupportedCriticalHeader),
-        DenyReason::Token(TokenError::KeyNotFound),
-        DenyReason::Token(TokenError::SignatureInvalid),
-        DenyReason::Token(TokenError::IssuerNotTrusted),
-        DenyReason::Token(TokenError::AudienceNotAccepted),
-        DenyReason::Token(TokenError::Expired),
-        DenyReason::Token(TokenError::NotYetValid),
-        DenyReason::Token(TokenError::IssuedInFuture),
-        DenyReason::Token(TokenError::MissingExpiry),
-        DenyReason::InsufficientScope,
-        DenyReason::JwksUnavailable,
-        DenyReason::Exchange(ExchangeFailure::Rejected),
-        DenyReason::Exchange(ExchangeFailure::Refused(None)),
-        DenyReason::Exchange(ExchangeFailure::Failed),
-        DenyReason::Exchange(ExchangeFailure::Unavailable),
-        DenyReason::Exchange(ExchangeFailure::Timeout),
-    ];
+listed_enum! {
+    /// The label of a denial in metrics and the audit line: one per kind of `DenyReason`.
+    pub enum DenyLabel {
+        MissingToken = "missing_token",
+        InvalidRequest = "invalid_request",
+        TokenMalformed = "token_malformed",
+        TokenTooLarge = "token_too_large",
+        AlgorithmNotAllowed = "algorithm_not_allowed",
+        AlgorithmMismatch = "algorithm_mismatch",
+        UnsupportedCriticalHeader = "unsupported_critical_header",
+        KeyNotFound = "key_not_found",
+        SignatureInvalid = "signature_invalid",
+        IssuerNotTrusted = "issuer_not_trusted",
+        AudienceNotAccepted = "audience_not_accepted",
+        TokenExpired = "token_expired",
+        TokenNotYetValid = "token_not_yet_valid",
+        TokenIssuedInFuture = "token_issued_in_future",
+        MissingExpiry = "missing_expiry",
+        InsufficientScope = "insufficient_scope",
+        JwksUnavailable = "jwks_unavailable",
+        ExchangeRejected = "exchange_rejected",
+        ExchangeRefused = "exchange_refused",
+        ExchangeFailed = "exchange_failed",
+        ExchangeUnavailable = "exchange_unavailable",
+        ExchangeTimeout = "exchange_timeout",
+    }
+}
 
-    pub fn label(self) -> &'static str {
+impl DenyReason {
+    pub fn kind(self) -> DenyLabel {
         match self {
-            DenyReason::MissingToken => "missing_token",
-            DenyReason::InvalidRequest => "invalid_request",
-            DenyReason::InsufficientScope => "insufficient_scope",
-            DenyReason::JwksUnavailable => "jwks_unavailable",
+            DenyReason::MissingToken => DenyLabel::MissingToken,
+            DenyReason::InvalidRequest => DenyLabel::InvalidRequest,
+            DenyReason::InsufficientScope => DenyLabel::InsufficientScope,
+            DenyReason::JwksUnavailable => DenyLabel::JwksUnavailable,
             DenyReason::Exchange(f) => match f {
-                ExchangeFailure::Rejected => "exchange_rejected",
-                ExchangeFailure::Refused(_) => "exchange_refused",
-                ExchangeFailure::Failed => "exchange_failed",
-                ExchangeFailure::Unavailable => "exchange_unavailable",
-                ExchangeFailure::Timeout => "exchange_timeout",
+                ExchangeFailure::Rejected => DenyLabel::ExchangeRejected,
+                ExchangeFailure::Refused(_) => DenyLabel::ExchangeRefused,
+                ExchangeFailure::Failed => DenyLabel::ExchangeFailed,
+                ExchangeFailure::Unavailable => DenyLabel::ExchangeUnavailable,
+                ExchangeFailure::Timeout => DenyLabel::ExchangeTimeout,
             },
             DenyReason::Token(e) => match e {
-                TokenError::Malformed => "token_malformed",
-                TokenError::TooLarge => "token_too_large",
-                TokenError::AlgorithmNotAllowed => "algorithm_not_allowed",
-                TokenError::AlgorithmMismatch => "algorithm_mismatch",
-                TokenError::UnsupportedCriticalHeader => "unsupported_critical_header",
-                TokenError::KeyNotFound => "key_not_found",
-                TokenError::SignatureInvalid => "signature_invalid",
-                TokenError::IssuerNotTrusted => "issuer_not_trusted",
-                TokenError::AudienceNotAccepted => "audience_not_accepted",
-                TokenError::Expired => "token_expired",
-                TokenError::NotYetValid => "token_not_yet_valid",
-                TokenError::IssuedInFuture => "token_issued_in_future",
-                TokenError::MissingExpiry => "missing_expiry",
+                TokenError::Malformed => DenyLabel::TokenMalformed,
+                TokenError::TooLarge => DenyLabel::TokenTooLarge,
+                TokenError::AlgorithmNotAllowed => DenyLabel::AlgorithmNotAllowed,
+                TokenError::AlgorithmMismatch => DenyLabel::AlgorithmMismatch,
+                TokenError::UnsupportedCriticalHeader => DenyLabel::UnsupportedCriticalHeader,
+                TokenError::KeyNotFound => DenyLabel::KeyNotFound,
+                TokenError::SignatureInvalid => DenyLabel::SignatureInvalid,
+                TokenError::IssuerNotTrusted => DenyLabel::IssuerNotTrusted,
+                TokenError::AudienceNotAccepted => DenyLabel::AudienceNotAccepted,
+                TokenError::Expired => DenyLabel::TokenExpired,
+                TokenError::NotYetValid => DenyLabel::TokenNotYetValid,
+                TokenError::IssuedInFuture => DenyLabel::TokenIssuedInFuture,
+                TokenError::MissingExpiry => DenyLabel::MissingExpiry,
             },
         }
+    }
+
+    pub fn label(self) -> &'static str {
+        self.kind().label()
     }
 }
 
@@ -462,10 +468,10 @@ mod tests {
     }
 
     #[test]
-    fn every_reason_has_a_distinct_label() {
-        let mut labels: Vec<_> = DenyReason::ALL.iter().map(|r| r.label()).collect();
+    fn every_label_is_distinct() {
+        let mut labels: Vec<_> = DenyLabel::ALL.iter().map(|l| l.label()).collect();
         labels.sort();
         labels.dedup();
-        assert_eq!(labels.len(), DenyReason::ALL.len());
+        assert_eq!(labels.len(), DenyLabel::ALL.len());
     }
 }

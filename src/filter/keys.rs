@@ -1,125 +1,139 @@
-//! JWKS callouts of a worker: starting fetches, reading replies, waking requests parked on
-//! keys, and sharing fetched keys with the other workers through proxy-wasm shared data.
+//! The worker's signing keys: fetches (JWKS and discovery callouts), their replies, and keys
+//! shared with the other workers through proxy-wasm shared data.
 
-use proxy_wasm::hostcalls;
-
-use crate::filter::worker::{
-    Action, CalloutKind, Parked, PendingRequest, Reply, RequestHead, Waiting, Worker, WAIT_GRACE_MS,
-};
-use mcp_auth_core::authenticator::{bearer_token, Decision, WaitFor};
+use mcp_auth_core::authenticator::{Keyring, WaitFor};
+use mcp_auth_core::config::Config;
+use mcp_auth_core::jwks::MAX_JWKS_BYTES;
 use mcp_auth_core::jwks_cache::{FetchOutcome, FetchRequest};
-use mcp_auth_core::jwt;
-use mcp_auth_core::response::DenyReason;
 
-impl Worker {
-    /// Decides, first adopting keys another worker loaded when the decision wants keys (it
-    /// may have fetched while this worker backs off): that beats waiting or failing.
-    pub(super) fn decide_with_shared_keys(&mut self, head: &RequestHead, now: u64) -> Decision {
-        let decision = self.auth.decide(&head.view(), &self.keyring, now);
-        let wants_keys = match &decision {
-            Decision::Wait { provider, .. } => Some(*provider),
-            Decision::Deny {
-                reason: DenyReason::JwksUnavailable,
-                ..
-            } => self.provider_of(head),
-            _ => None,
-        };
-        match wants_keys {
-            Some(provider) if self.adopt_shared_keys(provider) => {
-                self.auth.decide(&head.view(), &self.keyring, now)
-            }
-            _ => decision,
+use crate::filter::callouts::{Callouts, KeyFetchStep, Purpose, Reply};
+use crate::filter::host::{Cas, ContextId, Host, OutgoingCall};
+use crate::filter::metrics::Metrics;
+use crate::filter::shared::SharedKeys;
+
+/// Grace beyond a callout's own timeout before a waiting request is given up on.
+pub const WAIT_GRACE_MS: u64 = 1_000;
+
+/// What a key callout's reply means for the requests waiting on that provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterReply {
+    /// Keys changed or the fetch failed: decide the waiting requests again.
+    WakeWaiters,
+    /// The JWKS fetch follows the discovery document: keep waiting.
+    KeepWaiting,
+}
+
+pub struct KeyLoader {
+    keyring: Keyring,
+    provider_names: Vec<String>,
+    /// Shared-data key per provider, and the CAS of the value last read from it.
+    shared_names: Vec<String>,
+    last_seen: Vec<Option<Cas>>,
+}
+
+impl KeyLoader {
+    pub fn new(config: &Config) -> KeyLoader {
+        let provider_names: Vec<String> = config.providers.iter().map(|p| p.name.clone()).collect();
+        KeyLoader {
+            keyring: Keyring::new(config),
+            shared_names: provider_names.iter().map(|n| SharedKeys::name(n)).collect(),
+            last_seen: vec![None; provider_names.len()],
+            provider_names,
         }
     }
 
-    /// The provider a request's token claims to come from (unverified `iss`), for the rare
-    /// paths that need it before the decision.
-    fn provider_of(&self, head: &RequestHead) -> Option<usize> {
-        let token = bearer_token(head.authorization.as_deref()?)?;
-        let parsed = jwt::parse(token, self.auth.config().max_token_bytes).ok()?;
-        let (index, _) = self
-            .auth
-            .config()
-            .provider_for_issuer(parsed.claims.iss.as_deref()?)?;
-        Some(index)
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
     }
 
-    /// Parks a request until keys arrive, starting the fetch if none is in flight.
-    pub(super) fn wait_for_keys(
-        &mut self,
-        request: PendingRequest,
-        active: u32,
-        now: u64,
-        (provider, wait_for): (usize, WaitFor),
-        may_fetch: bool,
-    ) -> Action {
-        let fetching = self
-            .keyring
-            .remote(provider)
-            .is_some_and(|c| c.is_fetching());
-        if !fetching {
-            let fetch = if may_fetch {
-                self.keyring.fetch_for(provider, wait_for, now)
-            } else {
-                None
-            };
-            let started = match fetch {
-                Some(fetch) => self.fetch_keys(provider, fetch, active, now),
-                None => false,
-            };
-            if !started {
-                // Nothing to wait for (fetch refused, or this request already waited once):
-                // decide with what there is.
-                let decision = self.auth.decide(&request.head.view(), &self.keyring, now);
-                return self.conclude_or_unavailable(&request, decision, now);
-            }
-        }
-        // Up to a discovery fetch and a JWKS fetch, plus grace.
+    pub fn has_remote_keys(&self) -> bool {
+        (0..self.keyring.len()).any(|p| self.keyring.remote(p).is_some())
+    }
+
+    /// Until when a request may wait for this provider's keys: a discovery fetch and a JWKS
+    /// fetch, plus grace.
+    pub fn wait_deadline(&self, provider: usize, now_ms: u64) -> u64 {
         let timeout = self
             .keyring
             .remote(provider)
             .map_or(0, |c| c.timeout().as_millis() as u64);
-        self.parked.push(Parked {
-            request,
-            deadline_ms: now + 2 * timeout + WAIT_GRACE_MS,
-            waiting: Waiting::Keys(provider),
-        });
-        Action::Park
+        now_ms + 2 * timeout + WAIT_GRACE_MS
     }
 
-    /// Sends a JWKS or discovery callout; `false` if the host refused it (failure recorded).
-    fn fetch_keys(&mut self, provider: usize, request: FetchRequest, owner: u32, now: u64) -> bool {
-        let headers = vec![
+    /// Makes sure a fetch a request can wait for is in flight, starting one if allowed
+    /// (`may_fetch`) and due. False when there is nothing to wait for.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fetch_for_waiter(
+        &mut self,
+        host: &mut impl Host,
+        callouts: &mut Callouts,
+        metrics: &Metrics,
+        provider: usize,
+        wait_for: WaitFor,
+        may_fetch: bool,
+        owner: ContextId,
+    ) -> bool {
+        let now = host.now_ms();
+        if self
+            .keyring
+            .remote(provider)
+            .is_some_and(|c| c.is_fetching())
+        {
+            return true;
+        }
+        let fetch = if may_fetch {
+            self.keyring.fetch_for(provider, wait_for, now)
+        } else {
+            None
+        };
+        match fetch {
+            Some(fetch) => self.send_fetch(host, callouts, metrics, provider, fetch, owner),
+            None => false,
+        }
+    }
+
+    /// Sends a JWKS or discovery callout; false if the host refused it (failure recorded).
+    fn send_fetch(
+        &mut self,
+        host: &mut impl Host,
+        callouts: &mut Callouts,
+        metrics: &Metrics,
+        provider: usize,
+        fetch: FetchRequest,
+        owner: ContextId,
+    ) -> bool {
+        let headers = [
             (":method", "GET"),
-            (":path", request.target.path.as_str()),
-            (":authority", request.target.authority.as_str()),
+            (":path", fetch.target.path.as_str()),
+            (":authority", fetch.target.authority.as_str()),
             ("accept", "application/json"),
             ("user-agent", "mcp-auth-filter"),
         ];
-        let kind = CalloutKind::Jwks {
-            provider,
-            is_discovery: request.is_discovery,
+        let call = OutgoingCall {
+            cluster: &fetch.cluster,
+            headers: &headers,
+            body: None,
+            timeout: fetch.timeout,
         };
-        let sent = self.send(
-            &request.cluster,
-            headers,
-            None,
-            request.timeout,
-            kind,
-            owner,
-        );
-        if sent.is_none() {
-            let reason = format!("cluster {:?} refused the callout", request.cluster);
-            self.keys_failed(provider, &reason);
-            if let Some(cache) = self.keyring.remote_mut(provider) {
-                cache.on_failure(now, reason);
-            }
+        let step = if fetch.is_discovery {
+            KeyFetchStep::Discovery
+        } else {
+            KeyFetchStep::Jwks
+        };
+        let purpose = Purpose::Keys { provider, step };
+        if callouts.send(host, &call, purpose, owner).is_some() {
+            return true;
         }
-        sent.is_some()
+        let reason = format!("cluster {:?} refused the callout", fetch.cluster);
+        self.fetch_failed(host, metrics, provider, &reason);
+        if let Some(cache) = self.keyring.remote_mut(provider) {
+            cache.on_failure(host.now_ms(), reason);
+        }
+        false
     }
 
-    fn keys_failed(&self, provider: usize, reason: &str) {
-        self.metrics.jwks_fetch(false);
+    fn fetch_failed(&self, host: &mut impl Host, metrics: &Metrics, provider: usize, reason: &str) {
+        metrics.jwks_fetch(host, false);
         log::warn!(
             "mcp_auth_filter: JWKS fetch for provider {} failed: {reason}",
             self.provider_name(provider)
@@ -127,29 +141,33 @@ impl Worker {
     }
 
     fn provider_name(&self, provider: usize) -> &str {
-        self.auth
-            .config()
-            .providers
+        self.provider_names
             .get(provider)
-            .map_or("?", |p| p.name.as_str())
+            .map_or("?", String::as_str)
     }
 
-    pub(super) fn on_jwks_reply(
+    /// Handles the reply to a key callout delivered to `active`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_reply(
         &mut self,
+        host: &mut impl Host,
+        callouts: &mut Callouts,
+        metrics: &Metrics,
         provider: usize,
-        is_discovery: bool,
-        reply: Reply,
-        active: u32,
-        now: u64,
-    ) -> Vec<(u32, Action)> {
+        step: KeyFetchStep,
+        body_size: usize,
+        active: ContextId,
+    ) -> AfterReply {
+        let now = host.now_ms();
+        let reply = Reply::read(host, body_size, MAX_JWKS_BYTES);
         let Some(cache) = self.keyring.remote_mut(provider) else {
-            return Vec::new();
+            return AfterReply::KeepWaiting;
         };
         let outcome = match &reply.body {
             None => cache.on_failure(now, "response too large".into()),
             Some(body) => cache.on_response(
                 now,
-                is_discovery,
+                step == KeyFetchStep::Discovery,
                 reply.status,
                 reply.cache_control.as_deref(),
                 body,
@@ -157,9 +175,9 @@ impl Worker {
         };
         match outcome {
             FetchOutcome::KeysUpdated => {
-                self.metrics.jwks_fetch(true);
+                metrics.jwks_fetch(host, true);
                 if let Some(body) = &reply.body {
-                    self.publish_shared_keys(provider, body);
+                    self.publish(host, provider, body);
                 }
                 let keys = self.keyring.keys(provider).map_or(0, |k| k.len());
                 log::info!(
@@ -168,112 +186,102 @@ impl Worker {
                 );
             }
             FetchOutcome::FetchNext(next) => {
-                // The JWKS fetch follows discovery; parked requests keep waiting for it.
-                if self.fetch_keys(provider, next, active, now) {
-                    return Vec::new();
+                // The JWKS fetch follows discovery; waiting requests keep waiting for it.
+                if self.send_fetch(host, callouts, metrics, provider, next, active) {
+                    return AfterReply::KeepWaiting;
                 }
             }
-            FetchOutcome::Failed(reason) => self.keys_failed(provider, &reason),
+            FetchOutcome::Failed(reason) => self.fetch_failed(host, metrics, provider, &reason),
         }
-        self.wake_key_waiters(provider, active, now)
+        AfterReply::WakeWaiters
     }
 
-    /// Decides again the requests parked on `provider`'s keys.
-    fn wake_key_waiters(&mut self, provider: usize, active: u32, now: u64) -> Vec<(u32, Action)> {
-        let (ready, waiting): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.parked)
-            .into_iter()
-            .partition(|p| matches!(p.waiting, Waiting::Keys(q) if q == provider));
-        self.parked = waiting;
-        ready
-            .into_iter()
-            .filter_map(|p| {
-                // A request gets one round of waiting for keys, then a final answer; it may
-                // still wait for a token exchange.
-                let context_id = p.request.context_id;
-                let action = self.evaluate(p.request, active, now, false);
-                (!matches!(action, Action::Park)).then_some((context_id, action))
-            })
+    /// Providers whose keys are fetched (and so need the periodic work below).
+    pub fn remote_providers(&self) -> Vec<usize> {
+        (0..self.keyring.len())
+            .filter(|p| self.keyring.remote(*p).is_some())
             .collect()
     }
 
-    pub(super) fn tick_keys(&mut self, root: u32, now: u64) -> Vec<(u32, Action)> {
-        let mut actions = Vec::new();
-        for provider in 0..self.keyring.len() {
-            if self.keyring.remote(provider).is_none() {
-                continue;
-            }
-            if self.adopt_shared_keys(provider) {
-                actions.extend(self.wake_key_waiters(provider, root, now));
-            }
-            let overdue = self
-                .keyring
-                .remote_mut(provider)
-                .is_some_and(|c| c.expire_overdue(now));
-            if overdue {
-                self.callouts.retain(
-                    |_, c| !matches!(c.kind, CalloutKind::Jwks { provider: p, .. } if p == provider),
-                );
-                self.keys_failed(provider, "no reply before the deadline");
-                actions.extend(self.wake_key_waiters(provider, root, now));
-            }
-            let due = self
-                .keyring
-                .remote_mut(provider)
-                .and_then(|c| c.due_fetch(now));
-            if let Some(request) = due {
-                if !self.fetch_keys(provider, request, root, now) {
-                    actions.extend(self.wake_key_waiters(provider, root, now));
-                }
-            }
+    /// Gives up on a fetch past its deadline. True when one was given up on.
+    pub fn expire_overdue(
+        &mut self,
+        host: &mut impl Host,
+        callouts: &mut Callouts,
+        metrics: &Metrics,
+        provider: usize,
+    ) -> bool {
+        let now = host.now_ms();
+        let overdue = self
+            .keyring
+            .remote_mut(provider)
+            .is_some_and(|c| c.expire_overdue(now));
+        if overdue {
+            callouts.forget(|p| matches!(p, Purpose::Keys { provider: q, .. } if *q == provider));
+            self.fetch_failed(host, metrics, provider, "no reply before the deadline");
         }
-        actions
+        overdue
     }
 
-    // --- Keys shared across workers: 8 bytes fetched_at, 8 bytes refresh_at, the JWKS. ---
+    /// Starts the first load, a retry after backoff or the background refresh, when due.
+    /// `Some(false)` when one was due but the host refused the callout.
+    pub fn start_due_fetch(
+        &mut self,
+        host: &mut impl Host,
+        callouts: &mut Callouts,
+        metrics: &Metrics,
+        provider: usize,
+        root: ContextId,
+    ) -> Option<bool> {
+        let now = host.now_ms();
+        let fetch = self.keyring.remote_mut(provider)?.due_fetch(now)?;
+        Some(self.send_fetch(host, callouts, metrics, provider, fetch, root))
+    }
 
-    fn publish_shared_keys(&mut self, provider: usize, body: &[u8]) {
-        let (Some(key), Some(cache)) = (
-            self.shared_keys.get(provider),
+    /// The context that owned this provider's fetch ended: its reply will never come.
+    pub fn abandon(&mut self, provider: usize) {
+        if let Some(cache) = self.keyring.remote_mut(provider) {
+            cache.abandon_fetch();
+        }
+    }
+
+    fn publish(&mut self, host: &mut impl Host, provider: usize, jwks: &[u8]) {
+        let (Some(name), Some(cache)) = (
+            self.shared_names.get(provider),
             self.keyring.remote(provider),
         ) else {
             return;
         };
-        let mut value = Vec::with_capacity(16 + body.len());
-        value.extend_from_slice(&cache.fetched_at.to_be_bytes());
-        value.extend_from_slice(&cache.refresh_at().to_be_bytes());
-        value.extend_from_slice(body);
+        let value = SharedKeys {
+            fetched_at_ms: cache.fetched_at,
+            refresh_at_ms: cache.refresh_at(),
+            jwks,
+        }
+        .encode();
         // Without a CAS: the newest fetch wins, and readers only adopt newer keys anyway.
-        let _ = hostcalls::set_shared_data(key, Some(&value), None);
+        let _ = host.set_shared_data(name, &value, None);
     }
 
     /// Adopts keys another worker published, if newer than ours. True when adopted.
-    fn adopt_shared_keys(&mut self, provider: usize) -> bool {
-        let Some(key) = self.shared_keys.get(provider) else {
+    pub fn adopt_shared(&mut self, host: &mut impl Host, provider: usize) -> bool {
+        let Some(name) = self.shared_names.get(provider) else {
             return false;
         };
-        let Ok((Some(value), cas)) = hostcalls::get_shared_data(key) else {
+        let Ok(Some(entry)) = host.shared_data(name) else {
             return false;
         };
-        if cas.is_some() && self.shared_cas.get(provider).copied().flatten() == cas {
+        if self.last_seen.get(provider).copied().flatten() == Some(entry.cas) {
             return false;
         }
-        if let Some(slot) = self.shared_cas.get_mut(provider) {
-            *slot = cas;
+        if let Some(slot) = self.last_seen.get_mut(provider) {
+            *slot = Some(entry.cas);
         }
-        let Some((fetched_at, rest)) = split_u64(&value) else {
+        let Some(shared) = SharedKeys::decode(&entry.value) else {
             return false;
         };
-        let Some((refresh_at, body)) = split_u64(rest) else {
-            return false;
-        };
-        self.keyring
-            .remote_mut(provider)
-            .is_some_and(|c| !c.is_fetching() && c.adopt_shared(body, fetched_at, refresh_at))
+        self.keyring.remote_mut(provider).is_some_and(|c| {
+            !c.is_fetching()
+                && c.adopt_shared(shared.jwks, shared.fetched_at_ms, shared.refresh_at_ms)
+        })
     }
-}
-
-/// Reads a big-endian u64 off the front of `bytes`.
-pub(super) fn split_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let (head, rest) = bytes.split_first_chunk::<8>()?;
-    Some((u64::from_be_bytes(*head), rest))
 }

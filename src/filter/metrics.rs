@@ -1,46 +1,43 @@
-//! Envoy counters defined through proxy-wasm (Envoy shows them under `wasmcustom.`).
+//! The filter's counters and histogram, defined once per worker (Envoy shows them under
+//! `wasmcustom.`). A metric the host refuses to define is simply not counted.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
+use mcp_auth_core::response::{DenyLabel, DenyReason};
 
-use mcp_auth_core::response::DenyReason;
+use crate::filter::host::{Host, MetricId, MetricKind};
 
 pub struct Metrics {
-    allowed: Option<u32>,
-    denied: Option<u32>,
-    denied_by: Vec<Option<u32>>,
-    bypassed: Option<u32>,
-    metadata_served: Option<u32>,
-    jwks_fetch_ok: Option<u32>,
-    jwks_fetch_failed: Option<u32>,
-    cache_hit: Option<u32>,
-    cache_miss: Option<u32>,
-    exchange_ok: Option<u32>,
-    exchange_failed: Option<u32>,
-    exchange_cache_hit: Option<u32>,
-    exchange_cache_miss: Option<u32>,
-    sts_latency_ms: Option<u32>,
+    allowed: Option<MetricId>,
+    denied: Option<MetricId>,
+    /// One per `DenyLabel`, indexed by the label's position in `DenyLabel::ALL`.
+    denied_by: Vec<Option<MetricId>>,
+    bypassed: Option<MetricId>,
+    metadata_served: Option<MetricId>,
+    jwks_fetch_ok: Option<MetricId>,
+    jwks_fetch_failed: Option<MetricId>,
+    cache_hit: Option<MetricId>,
+    cache_miss: Option<MetricId>,
+    exchange_ok: Option<MetricId>,
+    exchange_failed: Option<MetricId>,
+    exchange_cache_hit: Option<MetricId>,
+    exchange_cache_miss: Option<MetricId>,
+    sts_latency_ms: Option<MetricId>,
 }
 
-fn counter(name: &str) -> Option<u32> {
-    // A metric the host refuses is not worth failing requests for: it is simply not counted.
-    hostcalls::define_metric(MetricType::Counter, name).ok()
-}
-
-fn bump(id: Option<u32>) {
+fn bump(host: &mut impl Host, id: Option<MetricId>) {
     if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
+        host.increment_metric(id, 1);
     }
 }
 
 impl Metrics {
-    pub fn define() -> Metrics {
+    pub fn define(host: &mut impl Host) -> Metrics {
+        let mut counter = |name: &str| host.define_metric(MetricKind::Counter, name);
         Metrics {
             allowed: counter("mcp_auth.allowed"),
             denied: counter("mcp_auth.denied"),
-            denied_by: DenyReason::ALL
+            denied_by: DenyLabel::ALL
                 .iter()
-                .map(|r| counter(&format!("mcp_auth.denied.{}", r.label())))
+                .map(|label| counter(&format!("mcp_auth.denied.{}", label.label())))
                 .collect(),
             bypassed: counter("mcp_auth.bypassed"),
             metadata_served: counter("mcp_auth.metadata_served"),
@@ -52,68 +49,79 @@ impl Metrics {
             exchange_failed: counter("mcp_auth.exchange.failed"),
             exchange_cache_hit: counter("mcp_auth.exchange.cache_hit"),
             exchange_cache_miss: counter("mcp_auth.exchange.cache_miss"),
-            sts_latency_ms: hostcalls::define_metric(
-                MetricType::Histogram,
-                "mcp_auth.exchange.sts_latency_ms",
-            )
-            .ok(),
+            sts_latency_ms: host
+                .define_metric(MetricKind::Histogram, "mcp_auth.exchange.sts_latency_ms"),
         }
     }
 
-    pub fn allowed(&self, cache_hit: bool) {
-        bump(self.allowed);
-        bump(if cache_hit {
-            self.cache_hit
-        } else {
-            self.cache_miss
-        });
+    pub fn allowed(&self, host: &mut impl Host, cache_hit: bool) {
+        bump(host, self.allowed);
+        bump(
+            host,
+            if cache_hit {
+                self.cache_hit
+            } else {
+                self.cache_miss
+            },
+        );
     }
 
-    pub fn denied(&self, reason: DenyReason) {
-        bump(self.denied);
-        if let Some(i) = DenyReason::ALL
-            .iter()
-            .position(|r| r.label() == reason.label())
-        {
-            bump(self.denied_by.get(i).copied().flatten());
-        }
+    pub fn denied(&self, host: &mut impl Host, reason: DenyReason) {
+        bump(host, self.denied);
+        // Discriminants follow declaration order, which is the order of `ALL`.
+        bump(
+            host,
+            self.denied_by
+                .get(reason.kind() as usize)
+                .copied()
+                .flatten(),
+        );
     }
 
-    pub fn bypassed(&self) {
-        bump(self.bypassed);
+    pub fn bypassed(&self, host: &mut impl Host) {
+        bump(host, self.bypassed);
     }
 
-    pub fn metadata_served(&self) {
-        bump(self.metadata_served);
+    pub fn metadata_served(&self, host: &mut impl Host) {
+        bump(host, self.metadata_served);
     }
 
-    pub fn exchange(&self, ok: bool) {
-        bump(if ok {
-            self.exchange_ok
-        } else {
-            self.exchange_failed
-        });
+    pub fn exchange(&self, host: &mut impl Host, ok: bool) {
+        bump(
+            host,
+            if ok {
+                self.exchange_ok
+            } else {
+                self.exchange_failed
+            },
+        );
     }
 
-    pub fn exchange_cache(&self, hit: bool) {
-        bump(if hit {
-            self.exchange_cache_hit
-        } else {
-            self.exchange_cache_miss
-        });
+    pub fn exchange_cache(&self, host: &mut impl Host, hit: bool) {
+        bump(
+            host,
+            if hit {
+                self.exchange_cache_hit
+            } else {
+                self.exchange_cache_miss
+            },
+        );
     }
 
-    pub fn sts_latency(&self, ms: u64) {
+    pub fn sts_latency(&self, host: &mut impl Host, ms: u64) {
         if let Some(id) = self.sts_latency_ms {
-            let _ = hostcalls::record_metric(id, ms);
+            host.record_metric(id, ms);
         }
     }
 
-    pub fn jwks_fetch(&self, ok: bool) {
-        bump(if ok {
-            self.jwks_fetch_ok
-        } else {
-            self.jwks_fetch_failed
-        });
+    pub fn jwks_fetch(&self, host: &mut impl Host, ok: bool) {
+        bump(
+            host,
+            if ok {
+                self.jwks_fetch_ok
+            } else {
+                self.jwks_fetch_failed
+            },
+        );
     }
 }

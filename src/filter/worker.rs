@@ -1,522 +1,513 @@
-//! State of one Envoy worker's VM, shared by its root context and its HTTP contexts:
-//! the authenticator, the keys, the token exchanger, callouts in flight and parked requests.
+//! One Envoy worker's filter state, shared by its root context and its HTTP contexts, and the
+//! request flow: headers → decide (waiting for keys if needed) → exchange (waiting for the STS
+//! if needed) → forward with the headers rewritten, or answer.
 //!
-//! A callout's reply reaches the context that dispatched it (root or HTTP). Whichever it is,
-//! it hands the reply here, and every request parked on it is decided again. Decisions are
-//! computed while this state is borrowed; the host calls that act on other requests (which can
-//! call back into the VM) are made by the caller after the borrow is released.
-//!
-//! JWKS callouts live in `keys.rs`, token-exchange callouts in `exchange.rs`.
+//! The worker composes parts that own their state: the authenticator, the keys, the token
+//! exchanges, the callouts in flight, the parked requests and the audit log. A callout's reply
+//! reaches the context that dispatched it (root or HTTP); whichever it is, the reply comes here
+//! and the requests waiting on it are decided again. Those decisions are returned to the
+//! caller, which acts on their contexts once this state is no longer borrowed (acting on a
+//! request can call back into the VM).
 
-use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
-
-use crate::filter::exchange::InFlightExchange;
-use crate::filter::metrics::Metrics;
-use mcp_auth_core::audit::{AuditRecord, Outcome};
-use mcp_auth_core::authenticator::{Authenticator, Authorization, Decision, Keyring, Request};
-use mcp_auth_core::cache::Digest;
+use mcp_auth_core::authenticator::{bearer_token, Authenticator, Decision, WaitFor};
 use mcp_auth_core::config::Config;
+use mcp_auth_core::jwt;
 use mcp_auth_core::response::{DenyReason, LocalResponse};
-use mcp_auth_core::token_cache::{token_fingerprint, Identity};
-use mcp_auth_core::token_exchange::TokenExchanger;
+use mcp_auth_core::token_exchange::{ExchangeFailure, TokenExchanger};
 
-pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
+use crate::filter::audit_log::{AuditLog, ExchangeUse};
+use crate::filter::callouts::{Callouts, Purpose};
+use crate::filter::exchange::{Exchanges, Settled};
+use crate::filter::host::{CalloutToken, ContextId, Host};
+use crate::filter::keys::{AfterReply, KeyLoader};
+use crate::filter::metrics::Metrics;
+use crate::filter::parking::{Parked, Parking, WaitingFor};
+use crate::filter::pending::{Authenticated, PendingRequest};
+use crate::filter::request::RequestHead;
+
+/// Forward upstream after removing `remove` and setting `set`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarding {
+    pub remove: Rc<[String]>,
+    pub set: Vec<(String, String)>,
 }
 
-/// Grace beyond a callout's own timeout before a waiting request is given up on.
-pub(super) const WAIT_GRACE_MS: u64 = 1_000;
-
-/// A request head kept while its request is parked (the token stays in memory only).
-#[derive(Debug, Clone)]
-pub struct RequestHead {
-    pub method: String,
-    pub path: String,
-    pub authorization: Option<String>,
-    pub repeated_authorization: bool,
-    pub is_cors_preflight: bool,
-}
-
-impl RequestHead {
-    pub(super) fn view(&self) -> Request<'_> {
-        Request {
-            method: &self.method,
-            path: &self.path,
-            authorization: match (&self.authorization, self.repeated_authorization) {
-                (_, true) => Authorization::Repeated,
-                (Some(v), false) => Authorization::Present(v),
-                (None, false) => Authorization::Absent,
-            },
-            is_cors_preflight: self.is_cors_preflight,
-        }
-    }
-}
-
-/// What to do with a request once decided.
-#[derive(Debug)]
-pub enum Action {
-    /// Forward upstream after removing `remove` and setting `set`.
-    Forward {
-        remove: Rc<[String]>,
-        set: Vec<(String, String)>,
-    },
+/// The end of a request's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Forward(Forwarding),
     Respond(LocalResponse),
-    /// Keep waiting (parked).
-    Park,
 }
 
-/// An authenticated request (the `Decision::Allow` parts).
-#[derive(Debug, Clone)]
-pub(super) struct Allowed {
-    pub identity: Rc<Identity>,
-    pub token_hash: Digest,
-    pub cache_hit: bool,
+/// What to do with a new request: act now, or leave it paused (it is parked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Done(Outcome),
+    Parked,
 }
 
-/// How the upstream token was obtained, for the audit line.
-pub(super) struct ExchangeNote {
-    pub header: (String, String),
-    pub cache_hit: bool,
-    pub sts_ms: Option<u64>,
-}
-
-pub(super) enum Waiting {
-    Keys(usize),
-    Exchange { key: Digest, allowed: Allowed },
-}
-
-/// A request being decided: its context, its head, and when its headers arrived.
-pub(super) struct PendingRequest {
-    pub context_id: u32,
-    pub head: RequestHead,
-    pub started_ms: u64,
-}
-
-pub(super) struct Parked {
-    pub request: PendingRequest,
-    pub deadline_ms: u64,
-    pub waiting: Waiting,
-}
-
-pub(super) enum CalloutKind {
-    Jwks { provider: usize, is_discovery: bool },
-    Exchange { key: Digest },
-}
-
-pub(super) struct Callout {
-    pub kind: CalloutKind,
-    /// The context whose host call dispatched it: the reply is delivered there.
-    pub owner: u32,
-}
-
-/// A callout reply as read from the host.
-pub(super) struct Reply {
-    pub status: Option<u16>,
-    pub cache_control: Option<String>,
-    /// `None` when the body was larger than the caller's limit.
-    pub body: Option<Vec<u8>>,
+/// Whether a request may start a key fetch to wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyWait {
+    MayFetch,
+    /// It already waited once: a second wait after a failed fetch would loop.
+    AlreadyWaited,
 }
 
 pub struct Worker {
-    pub(super) auth: Authenticator,
-    pub(super) keyring: Keyring,
-    pub(super) exchanger: Option<TokenExchanger>,
-    pub(super) metrics: Metrics,
-    pub(super) callouts: HashMap<u32, Callout>,
-    pub(super) exchanges: HashMap<Digest, InFlightExchange>,
-    pub(super) parked: Vec<Parked>,
-    /// Shared-data key per provider, to share fetched keys with the other workers.
-    pub(super) shared_keys: Vec<String>,
-    pub(super) shared_cas: Vec<Option<u32>>,
+    auth: Authenticator,
+    keys: KeyLoader,
+    exchanges: Option<Exchanges>,
+    metrics: Metrics,
+    callouts: Callouts,
+    parking: Parking,
+    audit: AuditLog,
     /// Request headers removed before forwarding (built once from the configuration).
     stripped: Rc<[String]>,
-    /// Audit records of decided requests, logged when the request ends (`on_log`) with the
-    /// status the client got.
-    audits: HashMap<u32, (AuditRecord, u64)>,
 }
 
 impl Worker {
-    pub fn new(config: Config) -> Worker {
-        let shared_keys = config
-            .providers
-            .iter()
-            .map(|p| format!("mcp_auth_filter.jwks.{}", p.name))
-            .collect::<Vec<_>>();
-        let n = shared_keys.len();
+    pub fn new(config: Config, host: &mut impl Host) -> Worker {
         Worker {
             stripped: config.stripped_headers.clone().into(),
-            keyring: Keyring::new(&config),
-            exchanger: config.token_exchange.clone().map(TokenExchanger::new),
+            keys: KeyLoader::new(&config),
+            exchanges: config
+                .token_exchange
+                .clone()
+                .map(|c| Exchanges::new(TokenExchanger::new(c))),
             auth: Authenticator::new(config),
-            metrics: Metrics::define(),
-            callouts: HashMap::new(),
-            exchanges: HashMap::new(),
-            parked: Vec::new(),
-            shared_keys,
-            shared_cas: vec![None; n],
-            audits: HashMap::new(),
+            metrics: Metrics::define(host),
+            callouts: Callouts::default(),
+            parking: Parking::default(),
+            audit: AuditLog::default(),
         }
     }
 
+    /// Whether the root must tick: background key refreshes, deadlines, resends.
     pub fn needs_tick(&self) -> bool {
-        self.exchanger.is_some()
-            || (0..self.keyring.len()).any(|p| self.keyring.remote(p).is_some())
+        self.exchanges.is_some() || self.keys.has_remote_keys()
     }
 
-    /// Decides a new request. `Action::Park` means the request is parked: return `Pause`.
-    pub fn on_request(&mut self, context_id: u32, head: RequestHead, now: u64) -> Action {
+    /// Decides a new request whose headers just arrived.
+    pub fn on_request(
+        &mut self,
+        host: &mut impl Host,
+        context: ContextId,
+        head: RequestHead,
+    ) -> Verdict {
         let request = PendingRequest {
-            context_id,
+            context,
             head,
-            started_ms: now,
+            started_ms: host.now_ms(),
         };
-        self.evaluate(request, context_id, now, true)
+        self.evaluate(host, request, context, KeyWait::MayFetch)
     }
 
     /// Decides a request. `active` is the context whose host call we are in: callouts sent
-    /// now reply there. `may_fetch_keys` is false for requests that already waited for keys.
-    pub(super) fn evaluate(
+    /// now reply there.
+    fn evaluate(
         &mut self,
+        host: &mut impl Host,
         request: PendingRequest,
-        active: u32,
-        now: u64,
-        may_fetch_keys: bool,
-    ) -> Action {
-        match self.decide_with_shared_keys(&request.head, now) {
+        active: ContextId,
+        key_wait: KeyWait,
+    ) -> Verdict {
+        match self.decide_with_shared_keys(host, &request.head) {
             Decision::Wait { provider, wait_for } => {
-                self.wait_for_keys(request, active, now, (provider, wait_for), may_fetch_keys)
+                self.wait_for_keys(host, request, active, (provider, wait_for), key_wait)
             }
             Decision::Allow {
                 identity,
                 token_hash,
                 cache_hit,
-            } if self.exchanger.is_some() => {
-                let allowed = Allowed {
+            } if self.exchanges.is_some() => {
+                let authenticated = Authenticated {
                     identity,
                     token_hash,
                     cache_hit,
                 };
-                self.exchange_for(request, active, now, allowed)
+                self.exchange_for(host, request, active, authenticated)
             }
-            decision => self.conclude(&request, decision, now, None),
+            decision => Verdict::Done(self.conclude(host, &request, decision, None)),
         }
     }
 
-    /// A second `Wait` after a failed fetch would loop: answer 503 instead.
-    pub(super) fn conclude_or_unavailable(
-        &mut self,
-        request: &PendingRequest,
-        decision: Decision,
-        now: u64,
-    ) -> Action {
-        let decision = match decision {
-            Decision::Wait { .. } => self.auth.keys_unavailable(None),
-            other => other,
+    /// Decides, first adopting keys another worker loaded when the decision wants keys (it
+    /// may have fetched while this worker backs off): that beats waiting or failing.
+    fn decide_with_shared_keys(&mut self, host: &mut impl Host, head: &RequestHead) -> Decision {
+        let now = host.now_ms();
+        let decision = self.auth.decide(&head.view(), self.keys.keyring(), now);
+        let wants_keys = match &decision {
+            Decision::Wait { provider, .. } => Some(*provider),
+            Decision::Deny {
+                reason: DenyReason::JwksUnavailable,
+                ..
+            } => self.provider_of(head),
+            _ => None,
         };
-        self.conclude(request, decision, now, None)
+        match wants_keys {
+            Some(provider) if self.keys.adopt_shared(host, provider) => {
+                self.auth.decide(&head.view(), self.keys.keyring(), now)
+            }
+            _ => decision,
+        }
     }
 
-    /// Metrics, the audit record and the action for a final decision. With `exchange`, an
-    /// allowed request also carries the upstream token.
-    pub(super) fn conclude(
+    /// The provider a request's token claims to come from (unverified `iss`), for the rare
+    /// paths that need it before the decision.
+    fn provider_of(&self, head: &RequestHead) -> Option<usize> {
+        let token = bearer_token(head.authorization.as_deref()?)?;
+        let parsed = jwt::parse(token, self.auth.config().max_token_bytes).ok()?;
+        let (index, _) = self
+            .auth
+            .config()
+            .provider_for_issuer(parsed.claims.iss.as_deref()?)?;
+        Some(index)
+    }
+
+    /// Parks a request until keys arrive, starting the fetch if none is in flight.
+    fn wait_for_keys(
         &mut self,
+        host: &mut impl Host,
+        request: PendingRequest,
+        active: ContextId,
+        (provider, wait_for): (usize, WaitFor),
+        key_wait: KeyWait,
+    ) -> Verdict {
+        let waiting = self.keys.fetch_for_waiter(
+            host,
+            &mut self.callouts,
+            &self.metrics,
+            provider,
+            wait_for,
+            key_wait == KeyWait::MayFetch,
+            active,
+        );
+        if !waiting {
+            // Nothing to wait for (fetch refused, or this request already waited once):
+            // decide with what there is.
+            let now = host.now_ms();
+            let decision = match self
+                .auth
+                .decide(&request.head.view(), self.keys.keyring(), now)
+            {
+                Decision::Wait { .. } => self.auth.keys_unavailable(None),
+                other => other,
+            };
+            return Verdict::Done(self.conclude(host, &request, decision, None));
+        }
+        let deadline_ms = self.keys.wait_deadline(provider, host.now_ms());
+        self.parking
+            .park(request, deadline_ms, WaitingFor::Keys(provider));
+        Verdict::Parked
+    }
+
+    /// Gets the upstream token for an authenticated request: from the cache, from another
+    /// worker, from an exchange in flight, or from a new exchange.
+    fn exchange_for(
+        &mut self,
+        host: &mut impl Host,
+        request: PendingRequest,
+        active: ContextId,
+        authenticated: Authenticated,
+    ) -> Verdict {
+        let subject = request
+            .head
+            .authorization
+            .as_deref()
+            .and_then(bearer_token)
+            .map(str::to_string);
+        let (Some(subject), Some(exchanges)) = (subject, self.exchanges.as_mut()) else {
+            // Cannot happen: the request was authenticated with this header, and exchanges
+            // are only asked for when configured.
+            let decision = self.deny_authenticated(authenticated, DenyReason::InvalidRequest);
+            return Verdict::Done(self.conclude(host, &request, decision, None));
+        };
+        let key = exchanges.key(&authenticated.token_hash);
+        if let Some(token) = exchanges.cached(host, &key) {
+            self.metrics.exchange_cache(host, true);
+            let outcome = self.forward_exchanged(host, &request, authenticated, &token, None);
+            return Verdict::Done(outcome);
+        }
+        self.metrics.exchange_cache(host, false);
+        let started = exchanges.join_or_start(
+            host,
+            &mut self.callouts,
+            &self.metrics,
+            key,
+            &subject,
+            authenticated.identity.expires_at,
+            active,
+        );
+        match started {
+            Ok(deadline_ms) => {
+                self.parking.park(
+                    request,
+                    deadline_ms,
+                    WaitingFor::Exchange { key, authenticated },
+                );
+                Verdict::Parked
+            }
+            Err(failure) => {
+                let decision =
+                    self.deny_authenticated(authenticated, DenyReason::Exchange(failure));
+                Verdict::Done(self.conclude(host, &request, decision, None))
+            }
+        }
+    }
+
+    /// Forwards an authenticated request with its upstream token. `sts_ms` is the STS's
+    /// latency when the token came from it just now, `None` for a cached token.
+    fn forward_exchanged(
+        &mut self,
+        host: &mut impl Host,
+        request: &PendingRequest,
+        authenticated: Authenticated,
+        token: &str,
+        sts_ms: Option<u64>,
+    ) -> Outcome {
+        let header = self.exchanges.as_ref().map(|x| x.upstream_header(token));
+        let decision = Decision::Allow {
+            identity: authenticated.identity,
+            token_hash: authenticated.token_hash,
+            cache_hit: authenticated.cache_hit,
+        };
+        self.conclude(host, request, decision, header.map(|h| (h, sts_ms)))
+    }
+
+    /// Metrics, the audit record and the outcome of a final decision. With `exchanged`, an
+    /// allowed request also carries its upstream token header (and the STS latency, if any).
+    fn conclude(
+        &mut self,
+        host: &mut impl Host,
         request: &PendingRequest,
         decision: Decision,
-        now: u64,
-        exchange: Option<ExchangeNote>,
-    ) -> Action {
-        let exchange_used = exchange.as_ref().map(|note| (note.cache_hit, note.sts_ms));
-        let action = match &decision {
+        exchanged: Option<((String, String), Option<u64>)>,
+    ) -> Outcome {
+        let outcome = match &decision {
             Decision::Respond(response) => {
-                self.metrics.metadata_served();
-                Action::Respond(response.clone())
+                self.metrics.metadata_served(host);
+                Outcome::Respond(response.clone())
             }
             Decision::Bypass => {
-                self.metrics.bypassed();
-                Action::Forward {
+                self.metrics.bypassed(host);
+                Outcome::Forward(Forwarding {
                     remove: Rc::clone(&self.stripped),
                     set: Vec::new(),
-                }
+                })
             }
             Decision::Allow {
                 identity,
                 cache_hit,
                 ..
             } => {
-                self.metrics.allowed(*cache_hit);
+                self.metrics.allowed(host, *cache_hit);
                 let mut set = identity.headers.clone();
-                set.extend(exchange.map(|note| note.header));
-                Action::Forward {
+                set.extend(exchanged.as_ref().map(|(header, _)| header.clone()));
+                Outcome::Forward(Forwarding {
                     remove: Rc::clone(&self.stripped),
                     set,
-                }
+                })
             }
             Decision::Deny {
                 reason, response, ..
             } => {
-                self.metrics.denied(*reason);
-                Action::Respond(response.clone())
+                self.metrics.denied(host, *reason);
+                Outcome::Respond(response.clone())
             }
-            Decision::Wait { .. } => return Action::Park,
+            Decision::Wait { .. } => {
+                // Callers resolve waits before concluding; answer as if keys never came.
+                let reason = DenyReason::JwksUnavailable;
+                self.metrics.denied(host, reason);
+                Outcome::Respond(self.auth.responses().deny(reason))
+            }
         };
-        // The audit line costs a record per request: only when Envoy logs at info.
-        if log::log_enabled!(log::Level::Info) {
-            let record = self.audit_record(request, &decision, now, exchange_used);
-            self.audits
-                .insert(request.context_id, (record, request.started_ms));
-        }
-        action
-    }
-
-    fn audit_record(
-        &self,
-        request: &PendingRequest,
-        decision: &Decision,
-        now: u64,
-        exchange: Option<(bool, Option<u64>)>,
-    ) -> AuditRecord {
-        let head = &request.head;
-        let mut record = AuditRecord::new(Outcome::Allow, &head.method, &head.path);
-        record.auth_ms = now.saturating_sub(request.started_ms);
-        let (identity, token_hash) = match decision {
-            Decision::Respond(_) => {
-                record.outcome = Outcome::Metadata;
-                (None, None)
-            }
-            Decision::Bypass => {
-                record.outcome = Outcome::Bypass;
-                (None, None)
-            }
-            Decision::Allow {
-                identity,
-                token_hash,
-                cache_hit,
-            } => {
-                record.cache = Some(if *cache_hit { "hit" } else { "miss" });
-                if let Some((hit, sts_ms)) = exchange {
-                    record.exchange = Some(if hit { "hit" } else { "miss" });
-                    record.backend_audience = self
-                        .exchanger
-                        .as_ref()
-                        .and_then(|x| x.audience().map(str::to_string));
-                    record.sts_ms = sts_ms;
-                }
-                (Some(identity), Some(token_hash))
-            }
-            Decision::Deny {
-                reason,
-                identity,
-                token_hash,
-                ..
-            } => {
-                record.outcome = Outcome::Deny;
-                record.reason = Some(reason.label());
-                (identity.as_ref(), token_hash.as_ref())
-            }
-            Decision::Wait { .. } => (None, None),
-        };
-        if let Some(identity) = identity {
-            record.user = identity.subject.clone();
-            record.client_id = identity.client_id.clone();
-            record.issuer = Some(identity.issuer.clone());
-        }
-        record.token_sha256 = token_hash.map(token_fingerprint);
-        record
+        let exchange_use = exchanged.map(|(_, sts_ms)| ExchangeUse {
+            cache_hit: sts_ms.is_none(),
+            sts_ms,
+            backend_audience: self.exchanges.as_ref().and_then(|x| x.backend_audience()),
+        });
+        self.audit
+            .record(request, &decision, host.now_ms(), exchange_use);
+        outcome
     }
 
     /// The denial of an authenticated request (its identity stays in the audit line).
-    pub(super) fn deny_allowed(&self, allowed: Allowed, reason: DenyReason) -> Decision {
+    fn deny_authenticated(&self, authenticated: Authenticated, reason: DenyReason) -> Decision {
         Decision::Deny {
             reason,
             response: self.auth.responses().deny(reason),
-            identity: Some(allowed.identity),
-            token_hash: Some(allowed.token_hash),
+            identity: Some(authenticated.identity),
+            token_hash: Some(authenticated.token_hash),
         }
     }
 
-    /// Logs the audit line of a request that ended, with the status the client got (asked
-    /// for only when there is a line to log).
-    pub fn log_audit(&mut self, context_id: u32, status: impl FnOnce() -> Option<u32>, now: u64) {
-        if let Some((mut record, started_ms)) = self.audits.remove(&context_id) {
-            record.status = status();
-            record.latency_ms = now.saturating_sub(started_ms);
-            log::info!("{}", record.to_line());
-        }
+    /// Logs the audit line of a request that ended, with the status the client got.
+    pub fn finish_audit(
+        &mut self,
+        context: ContextId,
+        status: impl FnOnce() -> Option<u32>,
+        now_ms: u64,
+    ) {
+        self.audit.finish(context, status, now_ms);
     }
 
     /// Handles a callout reply delivered to `active`. Returns the parked requests decided as
-    /// a result, for the caller to act on once this state is no longer borrowed.
+    /// a result.
     pub fn on_callout_reply(
         &mut self,
-        token: u32,
-        active: u32,
+        host: &mut impl Host,
+        token: CalloutToken,
+        active: ContextId,
         body_size: usize,
-        now: u64,
-    ) -> Vec<(u32, Action)> {
-        let Some(callout) = self.callouts.remove(&token) else {
-            return Vec::new();
-        };
-        match callout.kind {
-            CalloutKind::Jwks {
-                provider,
-                is_discovery,
-            } => {
-                let reply = read_reply(body_size, mcp_auth_core::jwks::MAX_JWKS_BYTES);
-                self.on_jwks_reply(provider, is_discovery, reply, active, now)
+    ) -> Vec<(ContextId, Outcome)> {
+        match self.callouts.take(token) {
+            None => Vec::new(),
+            Some(Purpose::Keys { provider, step }) => {
+                let after = self.keys.on_reply(
+                    host,
+                    &mut self.callouts,
+                    &self.metrics,
+                    provider,
+                    step,
+                    body_size,
+                    active,
+                );
+                match after {
+                    AfterReply::WakeWaiters => self.wake_key_waiters(host, provider, active),
+                    AfterReply::KeepWaiting => Vec::new(),
+                }
             }
-            CalloutKind::Exchange { key } => {
-                let reply =
-                    read_reply(body_size, mcp_auth_core::token_exchange::MAX_RESPONSE_BYTES);
-                self.on_exchange_reply(key, reply, active, now)
+            Some(Purpose::Exchange { key }) => {
+                let settled = self
+                    .exchanges
+                    .as_mut()
+                    .and_then(|x| x.on_reply(host, &self.metrics, key, body_size));
+                match settled {
+                    Some(settled) => self.wake_exchange_waiters(host, settled),
+                    None => Vec::new(),
+                }
             }
         }
     }
 
-    /// Periodic work (root context's tick): adopt keys other workers fetched, give up on
+    /// Decides again the requests parked on `provider`'s keys.
+    fn wake_key_waiters(
+        &mut self,
+        host: &mut impl Host,
+        provider: usize,
+        active: ContextId,
+    ) -> Vec<(ContextId, Outcome)> {
+        let ready = self.parking.take_waiting_for_keys(provider);
+        ready
+            .into_iter()
+            .filter_map(|p| {
+                // A request gets one round of waiting for keys, then a final answer; it may
+                // still wait for a token exchange.
+                let context = p.request.context;
+                match self.evaluate(host, p.request, active, KeyWait::AlreadyWaited) {
+                    Verdict::Done(outcome) => Some((context, outcome)),
+                    Verdict::Parked => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Answers the requests parked on a settled exchange.
+    fn wake_exchange_waiters(
+        &mut self,
+        host: &mut impl Host,
+        settled: Settled,
+    ) -> Vec<(ContextId, Outcome)> {
+        let ready = self.parking.take_waiting_for_exchange(&settled.key);
+        let mut decided = Vec::with_capacity(ready.len());
+        for p in ready {
+            let WaitingFor::Exchange { authenticated, .. } = p.waiting_for else {
+                continue;
+            };
+            let outcome = match &settled.outcome {
+                Ok(token) => {
+                    let sts_ms = Some(settled.sts_ms.unwrap_or(0));
+                    self.forward_exchanged(host, &p.request, authenticated, token, sts_ms)
+                }
+                Err(failure) => {
+                    let decision =
+                        self.deny_authenticated(authenticated, DenyReason::Exchange(*failure));
+                    self.conclude(host, &p.request, decision, None)
+                }
+            };
+            decided.push((p.request.context, outcome));
+        }
+        decided
+    }
+
+    /// Periodic work (the root context's tick): adopt keys other workers fetched, give up on
     /// overdue callouts and over-waited requests, start background refreshes, resend
     /// exchanges whose callout was lost.
-    pub fn on_tick(&mut self, root_context: u32, now: u64) -> Vec<(u32, Action)> {
-        let mut actions = self.tick_keys(root_context, now);
-        actions.extend(self.tick_exchanges(root_context, now));
-        let (expired, waiting): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.parked)
-            .into_iter()
-            .partition(|p| now >= p.deadline_ms);
-        self.parked = waiting;
-        for p in expired {
-            let decision = match p.waiting {
-                Waiting::Keys(_) => self.auth.keys_unavailable(None),
-                Waiting::Exchange { allowed, .. } => self.deny_allowed(
-                    allowed,
-                    DenyReason::Exchange(mcp_auth_core::token_exchange::ExchangeFailure::Timeout),
-                ),
-            };
-            let action = self.conclude(&p.request, decision, now, None);
-            actions.push((p.request.context_id, action));
+    pub fn on_tick(&mut self, host: &mut impl Host, root: ContextId) -> Vec<(ContextId, Outcome)> {
+        let mut decided = Vec::new();
+        for provider in self.keys.remote_providers() {
+            if self.keys.adopt_shared(host, provider) {
+                decided.extend(self.wake_key_waiters(host, provider, root));
+            }
+            if self
+                .keys
+                .expire_overdue(host, &mut self.callouts, &self.metrics, provider)
+            {
+                decided.extend(self.wake_key_waiters(host, provider, root));
+            }
+            let refused =
+                self.keys
+                    .start_due_fetch(host, &mut self.callouts, &self.metrics, provider, root)
+                    == Some(false);
+            if refused {
+                decided.extend(self.wake_key_waiters(host, provider, root));
+            }
         }
-        actions
+        let settled = match self.exchanges.as_mut() {
+            Some(x) => x.tick(host, &mut self.callouts, &self.metrics, root),
+            None => Vec::new(),
+        };
+        for s in settled {
+            decided.extend(self.wake_exchange_waiters(host, s));
+        }
+        for p in self.parking.take_expired(host.now_ms()) {
+            decided.push(self.give_up(host, p));
+        }
+        decided
+    }
+
+    /// Answers a request whose wait outlived its deadline.
+    fn give_up(&mut self, host: &mut impl Host, parked: Parked) -> (ContextId, Outcome) {
+        let decision = match parked.waiting_for {
+            WaitingFor::Keys(_) => self.auth.keys_unavailable(None),
+            WaitingFor::Exchange { authenticated, .. } => self.deny_authenticated(
+                authenticated,
+                DenyReason::Exchange(ExchangeFailure::Timeout),
+            ),
+        };
+        let outcome = self.conclude(host, &parked.request, decision, None);
+        (parked.request.context, outcome)
     }
 
     /// An HTTP context ended. Its parked request is dropped; a callout it owned will never
-    /// deliver its reply, so it is forgotten and sent again by the root on the next tick.
-    pub fn on_context_gone(&mut self, context_id: u32) {
+    /// deliver its reply, so it is forgotten (a key fetch is started again on the next tick,
+    /// an exchange is resent by the root).
+    pub fn on_context_gone(&mut self, host: &mut impl Host, context: ContextId) {
         // A request that ended without `on_log` (client gone while it waited) is still audited.
-        self.log_audit(context_id, || None, now_ms());
-        self.parked.retain(|p| p.request.context_id != context_id);
-        let orphaned: Vec<u32> = self
-            .callouts
-            .iter()
-            .filter(|(_, c)| c.owner == context_id)
-            .map(|(t, _)| *t)
-            .collect();
-        for token in orphaned {
-            let Some(callout) = self.callouts.remove(&token) else {
-                continue;
-            };
-            match callout.kind {
-                CalloutKind::Jwks { provider, .. } => {
-                    if let Some(cache) = self.keyring.remote_mut(provider) {
-                        cache.abandon_fetch();
-                    }
-                }
-                CalloutKind::Exchange { key } => {
-                    if let Some(flight) = self.exchanges.get_mut(&key) {
-                        flight.callout = None;
+        self.audit.finish(context, || None, host.now_ms());
+        self.parking.remove(context);
+        for purpose in self.callouts.take_owned_by(context) {
+            match purpose {
+                Purpose::Keys { provider, .. } => self.keys.abandon(provider),
+                Purpose::Exchange { key } => {
+                    if let Some(x) = self.exchanges.as_mut() {
+                        x.orphan(&key);
                     }
                 }
             }
         }
     }
-
-    /// Sends an HTTP callout and records it; `None` if the host refused it.
-    pub(super) fn send(
-        &mut self,
-        cluster: &str,
-        headers: Vec<(&str, &str)>,
-        body: Option<&[u8]>,
-        timeout: Duration,
-        kind: CalloutKind,
-        owner: u32,
-    ) -> Option<u32> {
-        match hostcalls::dispatch_http_call(cluster, headers, body, vec![], timeout) {
-            Ok(token) => {
-                self.callouts.insert(token, Callout { kind, owner });
-                Some(token)
-            }
-            Err(status) => {
-                log::warn!("mcp_auth_filter: cannot call cluster {cluster:?}: {status:?}");
-                None
-            }
-        }
-    }
-}
-
-fn read_reply(body_size: usize, limit: usize) -> Reply {
-    // Bytes, decoded fallibly: a reply header that is not UTF-8 must not panic the VM.
-    let header = |name: &str| {
-        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
-            .ok()
-            .flatten()
-            .and_then(|v| String::from_utf8(v).ok())
-    };
-    let body = (body_size <= limit).then(|| {
-        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-    });
-    Reply {
-        status: header(":status").and_then(|s| s.parse::<u16>().ok()),
-        cache_control: header("cache-control"),
-        body,
-    }
-}
-
-/// Carries out decided actions for other (or the current) HTTP contexts, then restores the
-/// effective context. Called with the worker state not borrowed.
-pub fn apply_to_contexts(actions: Vec<(u32, Action)>, current_context: u32) {
-    if actions.is_empty() {
-        return;
-    }
-    for (context_id, action) in actions {
-        // The context may have ended meanwhile; then there is nothing to act on.
-        if hostcalls::set_effective_context(context_id).is_err() {
-            continue;
-        }
-        match action {
-            Action::Forward { remove, set } => {
-                apply_headers(&remove, &set);
-                let _ = hostcalls::resume_http_request();
-            }
-            Action::Respond(response) => send_response(&response),
-            Action::Park => {}
-        }
-    }
-    let _ = hostcalls::set_effective_context(current_context);
-}
-
-pub fn apply_headers(remove: &[String], set: &[(String, String)]) {
-    for name in remove {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
-    }
-    for (name, value) in set {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
-    }
-}
-
-pub fn send_response(response: &LocalResponse) {
-    let headers: Vec<(&str, &str)> = response
-        .headers
-        .iter()
-        .map(|(n, v)| (*n, v.as_str()))
-        .collect();
-    let body = (!response.body.is_empty()).then_some(response.body.as_slice());
-    let _ = hostcalls::send_http_response(response.status, headers, body);
 }

@@ -1,0 +1,10 @@
+//! Native unit tests of the proxy-wasm layer's logic, against `FakeHost`: parking, single
+//! flight, deadlines, contexts that go away, shared data between workers, ticks.
+
+mod fixtures;
+
+mod contexts_gone;
+mod exchanges;
+mod key_waits;
+mod outcomes;
+mod shared_between_workers;

@@ -1,0 +1,45 @@
+//! Two workers of one Envoy: keys and exchanged tokens one fetched are adopted by the other.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::filter::host::fake::{FakeReply, FakeSharedData};
+use crate::filter::tests::fixtures::*;
+
+#[test]
+fn keys_fetched_by_one_worker_are_adopted_by_the_other() {
+    let shared = Rc::new(RefCell::new(FakeSharedData::default()));
+    let mut first = Rig::on_shared(inbound_config(), Rc::clone(&shared));
+    let mut second = Rig::on_shared(inbound_config(), Rc::clone(&shared));
+    let (_, _) = first.request(Some(&token_for("alice")));
+    let fetch = first.sent_to("idp").remove(0);
+    first.deliver(&fetch, FakeReply::status(200, &good_jwks()));
+
+    let (_, verdict) = second.request(Some(&token_for("bob")));
+    assert_eq!(header(forwarded(&done(verdict)), "x-user"), Some("bob"));
+    assert!(second.host.sent.is_empty(), "no fetch of its own");
+}
+
+#[test]
+fn an_exchanged_token_is_served_to_the_other_worker() {
+    let shared = Rc::new(RefCell::new(FakeSharedData::default()));
+    let mut first = Rig::on_shared(exchange_config(), Rc::clone(&shared));
+    let mut second = Rig::on_shared(exchange_config(), Rc::clone(&shared));
+    let alice = token_for("alice");
+    let (_, _) = first.request(Some(&alice));
+    let fetch = first.sent_to("idp").remove(0);
+    first.deliver(&fetch, FakeReply::status(200, &good_jwks()));
+    let sts = first.sent_to("sts").remove(0);
+    first.deliver(&sts, FakeReply::status(200, &sts_answer("backend-alice")));
+
+    let (_, verdict) = second.request(Some(&alice));
+    let outcome = done(verdict);
+    assert_eq!(
+        header(forwarded(&outcome), "authorization"),
+        Some("Bearer backend-alice")
+    );
+    assert!(
+        second.sent_to("sts").is_empty(),
+        "the other worker asked no STS"
+    );
+}
