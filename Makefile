@@ -33,6 +33,8 @@ unit:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	.venv/bin/ruff check tests scripts
+	.venv/bin/mypy tests scripts
 
 integration: build
 	$(PY) -m pytest tests

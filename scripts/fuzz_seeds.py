@@ -32,6 +32,8 @@ NOW = 1_800_000_000
 
 ALGS = jwt.algorithms.get_default_algorithms()
 
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
 
 def b64url(data: bytes | str) -> str:
     if isinstance(data, str):
@@ -58,7 +60,7 @@ def jws(header: dict[str, Any] | bytes, payload: dict[str, Any] | bytes, alg: st
 
 class Keys:
     def __init__(self) -> None:
-        self.private = {
+        self.private: dict[str, tuple[str, PrivateKey]] = {
             "rsa-1": ("RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
             "ps-1": ("PS256", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
             "ec-1": ("ES256", ec.generate_private_key(ec.SECP256R1())),
@@ -174,7 +176,8 @@ def sts_bodies() -> list[bytes]:
         ok, {**ok, "token_type": "bearer"}, {**ok, "expires_in": -5}, {**ok, "expires_in": 1e300},
         {**ok, "expires_in": "300"}, {**ok, "expires_in": None}, {**ok, "expires_in": 0.5},
         {**ok, "access_token": ""}, {**ok, "access_token": "a\r\nb"}, {**ok, "access_token": 7},
-        {**ok, "access_token": "x" * 20000}, {**ok, "token_type": "N_A"}, {k: v for k, v in ok.items() if k != "token_type"},
+        {**ok, "access_token": "x" * 20000}, {**ok, "token_type": "N_A"},
+        {k: v for k, v in ok.items() if k != "token_type"},
         {"error": "invalid_grant"}, {"error": "invalid_scope"}, {"error": "<script>"}, [ok],
     ]
     bodies = [compact(v) for v in variants]

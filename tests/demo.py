@@ -27,13 +27,14 @@ import anyio
 import httpx
 import jwt
 
-from harness import BackendApi, Envoy, EnvoyFailed, McpUpstream, WasmMissing, free_port, require_wasm, resource_url
+from harness import BackendApi, Envoy, McpUpstream, WasmMissing, free_port, require_wasm, resource_url
 from harness.checks import bearer
 from harness.dev_as import DevAsMissing, DevAuthorizationServer
 from harness.exchange import okta_envoy_options, okta_plugin_config
 from harness.mcp_upstream import header_values
 from harness.net import port_accepts
 from harness.oauth_login import OAuthLogin, new_login, oauth_mcp_session, structured
+from harness.process import ProcessFailed
 
 TIMEOUT = 20
 STS_SECRET = secrets.token_urlsafe(16)  # the filter's client secret at the backend AS, via Envoy's environment
@@ -86,7 +87,7 @@ def start_stack(stack: ExitStack, workdir: Path, fixed_ports: bool) -> Stack:
     s.dev_as = stack.enter_context(DevAuthorizationServer(
         mcp_resources=[resource], sts_client_secret=STS_SECRET, log_path=workdir / "dev-as.log",
         mcp_port=pick_port(9000, fixed_ports), backend_port=pick_port(9100, fixed_ports)))
-    s.backend = stack.enter_context(BackendApi(s.dev_as.backend))  # type: ignore[arg-type]
+    s.backend = stack.enter_context(BackendApi(s.dev_as.backend))
     s.upstream = stack.enter_context(McpUpstream(log_path=workdir / "upstream.log", backend_url=s.backend.whoami_url))
     config = okta_plugin_config(envoy_port=envoy_port, idp_port=s.dev_as.mcp_port, sts_port=s.dev_as.backend_port)
     s.envoy = stack.enter_context(Envoy(
@@ -219,7 +220,7 @@ def main() -> int:
             if args.keep_running:
                 wait_for_ctrl_c(s, login)
             step("Stopping everything")
-    except (EnvoyFailed, DemoFailed, DevAsMissing, httpx.HTTPError, TimeoutError) as e:
+    except (ProcessFailed, DemoFailed, DevAsMissing, httpx.HTTPError, TimeoutError) as e:
         print(f"\ndemo failed: {e}\n(logs in {workdir})", file=sys.stderr)
         return 1
     except Exception as e:  # noqa: BLE001 - the SDK raises its own types (often in exception groups)

@@ -29,23 +29,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))  # the rig's `harness` package (this file runs as a script)
+from harness.faults import memory_kib  # noqa: E402 - importable only once tests/ is on the path
+from harness.process import ManagedProcess  # noqa: E402 - as above
+
 WASM = REPO / "target/wasm32-wasip1/release/mcp_auth_filter.wasm"
 NOOP_WASM = REPO / "tests/bench/noop-filter/target/wasm32-wasip1/release/noop_filter.wasm"
 ENVOY = REPO / ".venv/bin/envoy"
@@ -76,22 +80,28 @@ end
 
 # --- tokens ------------------------------------------------------------------------------
 
-_KEY = None
+_KEY: rsa.RSAPrivateKey | None = None  # each minting worker's copy of the signing key
 
 
 def _init_worker(pem: bytes) -> None:
     global _KEY
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    _KEY = load_pem_private_key(pem, password=None)
+    key = load_pem_private_key(pem, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise TypeError("the bench signs with an RSA key")
+    _KEY = key
 
 
 def _mint_range(args: tuple[str, int, int]) -> list[str]:
     prefix, start, count = args
+    if _KEY is None:
+        raise RuntimeError("minting worker started without its key")
+    key = _KEY
     exp = int(time.time()) + 3 * 3600
     return [
         jwt.encode({"iss": ISSUER, "aud": RESOURCE, "sub": f"{prefix}-{i}", "exp": exp, "iat": exp - 3 * 3600},
-                   _KEY, algorithm="RS256", headers={"kid": "bench-rsa"})
+                   key, algorithm="RS256", headers={"kid": "bench-rsa"})
         for i in range(start, start + count)
     ]
 
@@ -121,16 +131,19 @@ def jwks_of(key: rsa.RSAPrivateKey) -> str:
                                  "n": b64(numbers.n), "e": b64(numbers.e)}]})
 
 
-def cluster(name: str, port: int) -> dict:
+def cluster(name: str, port: int) -> dict[str, Any]:
     return {"name": name, "type": "STATIC", "connect_timeout": "1s",
             "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
                 {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}
 
 
-def listener(name: str, port: int, filters: list[dict], route: dict) -> dict:
+HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+
+def listener(name: str, port: int, filters: list[dict[str, Any]], route: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
             "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "@type": HCM_TYPE,
                 "stat_prefix": name,
                 "route_config": {"virtual_hosts": [{"name": name, "domains": ["*"], "routes": [
                     {"match": {"prefix": "/"}, **route}]}]},
@@ -138,7 +151,7 @@ def listener(name: str, port: int, filters: list[dict], route: dict) -> dict:
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}
 
 
-def ours(vm_id: str, plugin: dict, wasm: Path = WASM) -> dict:
+def ours(vm_id: str, plugin: dict[str, Any], wasm: Path = WASM) -> dict[str, Any]:
     return {"name": "envoy.filters.http.wasm", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
         "config": {"name": vm_id, "root_id": "mcp_auth", "fail_open": False,
@@ -148,7 +161,7 @@ def ours(vm_id: str, plugin: dict, wasm: Path = WASM) -> dict:
                                      "value": json.dumps(plugin)}}}}
 
 
-def jwt_authn(jwks: str, cache: bool) -> dict:
+def jwt_authn(jwks: str, cache: bool) -> dict[str, Any]:
     provider = {"issuer": ISSUER, "audiences": [RESOURCE], "local_jwks": {"inline_string": jwks}, "forward": False}
     if cache:
         provider["jwt_cache_config"] = {"jwt_cache_size": 10000}
@@ -158,8 +171,8 @@ def jwt_authn(jwks: str, cache: bool) -> dict:
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]}}
 
 
-def envoy_config(ports: dict[str, int], jwks: str, sts_delay_ms: int) -> dict:
-    def plugin(cache: int, exchange: bool, sts: str = "sts") -> dict:
+def envoy_config(ports: dict[str, int], jwks: str, sts_delay_ms: int) -> dict[str, Any]:
+    def plugin(cache: int, exchange: bool, sts: str = "sts") -> dict[str, Any]:
         doc = {"resource": RESOURCE,
                "providers": {"bench": {"issuer": ISSUER, "local_jwks": {"inline_string": jwks}}},
                "jwt_cache_config": {"jwt_cache_size": cache}}
@@ -173,14 +186,15 @@ def envoy_config(ports: dict[str, int], jwks: str, sts_delay_ms: int) -> dict:
     sts_answer = json.dumps({"access_token": "backend-token", "token_type": "Bearer",
                              "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
                              "expires_in": 3600})
+    sts_route = {"direct_response": {"status": 200, "body": {"inline_string": sts_answer}}}
     fault = {"name": "envoy.filters.http.fault", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
         "delay": {"fixed_delay": f"{sts_delay_ms / 1000:.3f}s", "percentage": {"numerator": 100}}}}
     listeners = [
         listener("origin", ports["origin"], [], {"direct_response": {"status": 200, "body": {"inline_string": "ok"}}}),
-        listener("sts", ports["sts"], [fault], {"direct_response": {"status": 200, "body": {"inline_string": sts_answer}}}),
+        listener("sts", ports["sts"], [fault], sts_route),
         # The memory phase's STS answers at once: 100,000 users behind a delayed STS would take minutes.
-        listener("sts_fast", ports["sts_fast"], [], {"direct_response": {"status": 200, "body": {"inline_string": sts_answer}}}),
+        listener("sts_fast", ports["sts_fast"], [], sts_route),
         listener("wasm_noop", ports["wasm_noop"], [ours("wasm_noop", {}, NOOP_WASM)], to_origin),
         listener("plain", ports["plain"], [], to_origin),
         listener("jwt_authn", ports["jwt_authn"], [jwt_authn(jwks, cache=False)], to_origin),
@@ -199,6 +213,31 @@ def envoy_config(ports: dict[str, int], jwks: str, sts_delay_ms: int) -> dict:
 
 # --- running -------------------------------------------------------------------------------
 
+class BenchEnvoy(ManagedProcess):
+    """The one Envoy that holds every case's listener, the origin and the STS."""
+
+    name = "Envoy"
+    start_timeout_seconds = 30
+    stop_grace_seconds = 10
+
+    def __init__(self, config: Path, admin_port: int, log_path: Path) -> None:
+        super().__init__(log_path=log_path)
+        self.config = config
+        self.admin_port = admin_port
+
+    def command(self) -> list[str]:
+        return [str(ENVOY), "-c", str(self.config), "--concurrency", "1", "--base-id", str(os.getpid() % 60000),
+                "--log-level", "warn"]
+
+    def is_ready(self) -> bool:
+        return http_get(f"http://127.0.0.1:{self.admin_port}/ready", timeout=1)[0] == 200
+
+    def running_pid(self) -> int:
+        if self.pid is None:
+            raise RuntimeError("Envoy is not running")
+        return self.pid
+
+
 def free_ports(names: list[str]) -> dict[str, int]:
     import socket
 
@@ -213,7 +252,7 @@ def free_ports(names: list[str]) -> dict[str, int]:
     return ports
 
 
-def http_get(url: str, headers: dict | None = None, timeout: float = 5) -> tuple[int, bytes]:
+def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 5) -> tuple[int, bytes]:
     request = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as r:
@@ -229,11 +268,11 @@ def stats(admin: int) -> dict[str, int]:
 
 def rss_kib(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) of a process, in KiB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+    memory = memory_kib(pid)
+    return memory["VmRSS"], memory["VmHWM"]
 
 
-def wrk(port: int, tokens_file: Path, script: Path, seconds: float, connections: int = 32) -> dict:
+def wrk(port: int, tokens_file: Path, script: Path, seconds: float, connections: int = 32) -> dict[str, Any]:
     out = subprocess.run(
         # wrk takes whole seconds.
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script),
@@ -299,11 +338,7 @@ def main() -> int:
     ports = free_ports(["admin", "origin", "sts", "sts_fast", "memory"] + CASES)
     config = work / "envoy.json"
     config.write_text(json.dumps(envoy_config(ports, jwks_of(key), args.sts_delay_ms)))
-    log = (work / "envoy.log").open("w")
-    envoy = subprocess.Popen([str(ENVOY), "-c", str(config), "--concurrency", "1", "--base-id", str(os.getpid() % 60000),
-                              "--log-level", "warn"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_ready(envoy, ports["admin"], work / "envoy.log")
+    with BenchEnvoy(config, ports["admin"], work / "envoy.log") as envoy:
         tokens_for = {"wasm_noop": one, "plain": one, "jwt_authn": one, "jwt_authn_cache": one, "cold": cold,
                       "warm": one, "exchange_warm": one, "exchange_cold": users}
         for case in CASES:  # every case must answer 200 before it is measured
@@ -313,7 +348,7 @@ def main() -> int:
                 raise RuntimeError(f"case {case} answers {status}: {body[:200]!r}")
 
         sts_before = stats(ports["admin"]).get("http.sts.downstream_rq_total", 0)
-        results: dict[str, list[dict]] = {c: [] for c in CASES}
+        results: dict[str, list[dict[str, Any]]] = {c: [] for c in CASES}
         cold_exchange_requests = 0
         for round_no in range(1, args.rounds + 1):
             print(f"round {round_no}/{args.rounds} ...", flush=True)
@@ -328,46 +363,28 @@ def main() -> int:
         cold_listener_requests = st.get("http.exchange_cold.downstream_rq_total", 0)
 
         print(f"memory phase: {args.memory_tokens} distinct users ...", flush=True)
-        memory = memory_phase(memory_slices, script, ports, envoy.pid)
-    finally:
-        os.killpg(envoy.pid, signal.SIGTERM)
-        try:
-            envoy.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(envoy.pid, signal.SIGKILL)
+        memory = memory_phase(memory_slices, script, ports, envoy.running_pid())
 
     report(results, args, sts_calls, cold_listener_requests, memory, time.monotonic() - started)
     return 0
 
 
-def wait_ready(envoy: subprocess.Popen, admin: int, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if envoy.poll() is not None:
-            raise RuntimeError(f"Envoy exited; see {log}")
-        try:
-            if http_get(f"http://127.0.0.1:{admin}/ready", timeout=1)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"Envoy did not become ready; see {log}")
-
-
-def memory_phase(slices: list[tuple[Path, int]], script: Path, ports: dict[str, int], pid: int) -> list[tuple]:
+def memory_phase(slices: list[tuple[Path, int]], script: Path, ports: dict[str, int],
+                 pid: int) -> list[tuple[int, ...]]:
     """Sends distinct users' tokens slice by slice, sampling Envoy's memory after each."""
-    samples = [(0,) + rss_kib(pid)]
+    samples: list[tuple[int, ...]] = [(0, *rss_kib(pid))]
     sent = 0
     for batch, n in slices:
         # Long enough for every token of the slice to be sent at least once at ~1,000 req/s;
         # tokens sent again after that are cache hits.
         result = wrk(ports["memory"], batch, script, 2.0 + n / 1000)
         sent += min(n, result["requests"])
-        samples.append((sent,) + rss_kib(pid) + (result["requests"], result["non2xx"]))
+        samples.append((sent, *rss_kib(pid), result["requests"], result["non2xx"]))
     return samples
 
 
-def report(results: dict, args, sts_calls: int, cold_requests: int, memory: list, elapsed: float) -> None:
+def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace, sts_calls: int, cold_requests: int,
+           memory: list[tuple[int, ...]], elapsed: float) -> None:
     med = {c: {k: statistics.median(r[k] for r in results[c]) for k in ("rps", "p50", "p99")} for c in CASES}
     bad = {c: sum(r["non2xx"] for r in results[c]) for c in CASES}
     print()

@@ -19,13 +19,13 @@ import json
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-
+from typing import Any, Protocol
 
 import httpx
 import jwt
 
 from .net import LOOPBACK, JsonHandler, LoopbackService, free_port
-from .sts import BACKEND_AUDIENCE, GOOGLE_SCOPES, SecurityTokenService
+from .sts import BACKEND_AUDIENCE, GOOGLE_SCOPES
 
 WHOAMI_PATH = "/api/whoami"
 REQUIRED_SCOPE = "backend-api:read"
@@ -48,12 +48,34 @@ class Unauthorized(Exception):
     pass
 
 
+class TokenIssuer(Protocol):
+    """Whoever issues the backend's tokens, as far as the backend needs to know: a
+    SecurityTokenService, the dev AS's backend `Issuer`, or a `StaticIssuer`."""
+
+    @property
+    def issuer(self) -> str: ...
+
+    @property
+    def jwks_uri(self) -> str: ...
+
+    @property
+    def tokeninfo_url(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class StaticIssuer:
+    """An issuer given by its URLs (one that is not a rig server, e.g. an Okta look-alike)."""
+
+    issuer: str
+    jwks_uri: str
+    tokeninfo_url: str = ""
+
+
 class BackendApi(LoopbackService):
-    def __init__(self, sts: SecurityTokenService, *, profile: str = "jwt", port: int | None = None,
+    def __init__(self, sts: TokenIssuer, *, profile: str = "jwt", port: int | None = None,
                  audience: str = BACKEND_AUDIENCE, required_scope: str = REQUIRED_SCOPE,
                  google_scopes: tuple[str, ...] = GOOGLE_SCOPES, host: str = LOOPBACK) -> None:
-        """`sts`: whoever issues the backend's tokens; only its `issuer`, `jwks_uri` and
-        `tokeninfo_url` are used (a SecurityTokenService, or the dev AS's backend issuer).
+        """`sts`: whoever issues the backend's tokens (only its URLs are used).
         `host`: the address to listen on."""
         if profile not in ("jwt", "google"):
             raise ValueError(profile)
@@ -144,7 +166,8 @@ class BackendApi(LoopbackService):
             req.reply(404, {"error": "not_found"})
             return
         call.status = 200
-        body = {"user": call.user, "audience": call.audience, "scopes": call.scopes, "token_kind": call.token_kind}
+        body: dict[str, Any] = {"user": call.user, "audience": call.audience, "scopes": call.scopes,
+                                "token_kind": call.token_kind}
         if path != WHOAMI_PATH:  # BigQuery-shaped answer: one row with the caller
             body.update(kind="bigquery#queryResponse", jobComplete=True,
                         schema={"fields": [{"name": "user", "type": "STRING"}]}, rows=[{"f": [{"v": call.user}]}])
@@ -155,7 +178,6 @@ def main() -> None:
     """Run the backend on its own (docker-compose): verify JWTs of one issuer, print each call."""
     import argparse
     import time
-    from types import SimpleNamespace
 
     parser = argparse.ArgumentParser(description="backend API that accepts only tokens for aud=backend")
     parser.add_argument("--port", type=int, default=8080)
@@ -164,8 +186,8 @@ def main() -> None:
     parser.add_argument("--jwks-uri", required=True, help="where the issuer's keys are")
     parser.add_argument("--audience", default=BACKEND_AUDIENCE)
     args = parser.parse_args()
-    issuer = SimpleNamespace(issuer=args.issuer, jwks_uri=args.jwks_uri, tokeninfo_url="")
-    backend = BackendApi(issuer, port=args.port, host=args.host, audience=args.audience).start()  # type: ignore[arg-type]
+    issuer = StaticIssuer(issuer=args.issuer, jwks_uri=args.jwks_uri)
+    backend = BackendApi(issuer, port=args.port, host=args.host, audience=args.audience).start()
     print(f"backend API on {args.host}:{args.port}, accepting tokens of {args.issuer} for aud={args.audience}",
           flush=True)
     seen = 0

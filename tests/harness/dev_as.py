@@ -5,17 +5,17 @@ exchange for the filter, trusting the MCP AS). `make setup` installs its package
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from .net import LOOPBACK, GaveUp, die_with_parent, free_port, wait_until
+from .net import LOOPBACK, free_port
+from .process import ManagedProcess
 
 DEV_AS_DIR = Path(__file__).resolve().parents[2] / "dev-as"
 SERVER_JS = DEV_AS_DIR / "server.js"
@@ -59,9 +59,11 @@ class Issuer:
     tokeninfo_url = ""
 
 
-class DevAuthorizationServer:
+class DevAuthorizationServer(ManagedProcess):
     """dev-as/server.js on free ports (or the given ones). `env` adds to or overrides its
     environment (see the header of server.js), e.g. issuers with paths and Okta-style routes."""
+
+    name = "the dev authorization servers"
 
     def __init__(self, *, mcp_resources: list[str], sts_client_secret: str, demo_user: str = "alice",
                  mcp_port: int | None = None, backend_port: int | None = None,
@@ -71,7 +73,6 @@ class DevAuthorizationServer:
         self.mcp_resources = list(mcp_resources)
         self.sts_client_secret = sts_client_secret
         self.demo_user = demo_user
-        self.log_path = log_path
         self.env = {
             "DEV_AS_HOST": LOOPBACK,
             "MCP_AS_PORT": str(self.mcp_port),
@@ -82,52 +83,20 @@ class DevAuthorizationServer:
             "STS_CLIENT_SECRET": sts_client_secret,
             **(env or {}),
         }
+        super().__init__(log_path=log_path, cwd=DEV_AS_DIR, environment={**os.environ, **self.env})
         self.mcp = Issuer(self.env.get("MCP_AS_ISSUER", f"http://{LOOPBACK}:{self.mcp_port}"), self.mcp_port)
         self.backend = Issuer(self.env.get("BACKEND_AS_ISSUER", f"http://{LOOPBACK}:{self.backend_port}"),
                               self.backend_port)
-        self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20) -> DevAuthorizationServer:
-        node = node_binary()
-        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self._proc = subprocess.Popen(
-            [node, str(SERVER_JS)], cwd=DEV_AS_DIR, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env={**os.environ, **self.env}, preexec_fn=die_with_parent,
-        )
-        if log is not subprocess.DEVNULL:
-            log.close()
-        try:
-            wait_until(self._ready, timeout, interval=0.1, what="the dev authorization servers")
-        except (TimeoutError, GaveUp) as e:
-            self.stop()
-            tail = self.log_path.read_text(errors="replace")[-2000:] if self.log_path else ""
-            raise RuntimeError(f"{e}\n{tail}") from None
-        return self
+    def command(self) -> list[str]:
+        return [node_binary(), str(SERVER_JS)]
 
-    def _ready(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            raise GaveUp(f"dev-as exited with code {self._proc.returncode}")
+    def is_ready(self) -> bool:
         for port in {self.mcp_port, self.backend_port}:
             # Any answer means the port is served; the issuers' paths may not be at the root.
             httpx.get(f"http://{LOOPBACK}:{port}/", timeout=1)
         return True
 
-    def stop(self) -> None:
-        if self._proc is None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(timeout=5)
-        self._proc = None
-
-    def __enter__(self) -> DevAuthorizationServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def metadata(self, issuer: Issuer) -> dict:
-        return json.loads(httpx.get(issuer.metadata_url, timeout=5).text)
+    def metadata(self, issuer: Issuer) -> dict[str, Any]:
+        answer: dict[str, Any] = httpx.get(issuer.metadata_url, timeout=5).json()
+        return answer

@@ -18,7 +18,6 @@ import copy
 import json
 import os
 import shutil
-import signal
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,7 +27,8 @@ import httpx
 import yaml
 
 from .config import rebase_urls
-from .net import LOOPBACK, GaveUp, die_with_parent, free_port, port_accepts, wait_until
+from .net import LOOPBACK, GaveUp, free_port, port_accepts, wait_until
+from .process import ManagedProcess, ProcessFailed
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = REPO / "envoy" / "envoy.yaml"
@@ -56,7 +56,7 @@ class WasmMissing(RuntimeError):
     pass
 
 
-class EnvoyFailed(RuntimeError):
+class EnvoyFailed(ProcessFailed):
     pass
 
 
@@ -183,8 +183,14 @@ def _environment(changes: Mapping[str, str | None] | None) -> dict[str, str]:
     return env
 
 
-class Envoy:
+class Envoy(ManagedProcess):
     """One Envoy process with the filter. Its stderr (including audit lines) goes to a file."""
+
+    name = "Envoy"
+    failure = EnvoyFailed
+    log_path: Path  # always kept (the audit lines are read from it)
+    start_timeout_seconds = 30
+    stop_grace_seconds = 10
 
     def __init__(self, plugin_config: dict[str, Any], *, workdir: Path, upstream_port: int, idp_port: int,
                  listener_port: int | None = None, admin_port: int | None = None,
@@ -200,39 +206,22 @@ class Envoy:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "envoy.yaml"
-        self.log_path = self.workdir / "envoy.stderr.log"
-        self.env = _environment(env)
+        super().__init__(log_path=self.workdir / "envoy.stderr.log", environment=_environment(env))
         config = patched_config(plugin_config, listener_port=self.listener_port, admin_port=self.admin_port,
                                 upstream_port=upstream_port, idp_port=idp_port, wasm=require_wasm(),
                                 example=example, clusters=clusters, vm_env=vm_env)
         self.config_path.write_text(yaml.dump(config, Dumper=_Dumper, sort_keys=False))
-        self._proc: subprocess.Popen[bytes] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    def _spawn(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                [envoy_binary(), "-c", str(self.config_path), "--concurrency", "2",
-                 # Envoys running side by side need distinct base ids (shared-memory names); no two
-                 # live ones can hold the same admin port, so that makes a unique id.
-                 "--base-id", str(self.admin_port), "--log-level", "info"],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env, preexec_fn=die_with_parent,
-            )
+    def command(self) -> list[str]:
+        # Envoys running side by side need distinct base ids (shared-memory names); no two live
+        # ones can hold the same admin port, so that makes a unique id.
+        return [envoy_binary(), "-c", str(self.config_path), "--concurrency", "2",
+                "--base-id", str(self.admin_port), "--log-level", "info"]
 
-    def start(self, timeout: float = 30) -> Envoy:
-        """Start and wait until admin says LIVE and the listener accepts connections."""
-        self._spawn()
-        try:
-            wait_until(self._ready, timeout, interval=0.1, what=f"Envoy on port {self.listener_port}")
-        except (TimeoutError, GaveUp) as e:
-            self.stop()
-            raise EnvoyFailed(f"{e}\n--- last lines of {self.log_path} ---\n{self.log_tail()}") from None
-        return self
-
-    def _ready(self) -> bool:
-        if self.returncode is not None:
-            raise GaveUp(f"Envoy exited with code {self.returncode}")
+    def is_ready(self) -> bool:
+        """Admin says LIVE and the listener accepts connections."""
         ready = httpx.get(f"{self.admin_url}/ready", timeout=1).status_code == 200
         return ready and port_accepts(self.listener_port)
 
@@ -241,14 +230,11 @@ class Envoy:
 
         Raises EnvoyFailed if it becomes ready instead, or is still running at the deadline.
         """
-        self._spawn()
-        try:
-            wait_until(self._exited_unready, timeout, interval=0.1, what="Envoy to refuse its configuration")
-        except (TimeoutError, GaveUp) as e:
-            self.stop()
-            raise EnvoyFailed(f"{e}\n--- last lines of {self.log_path} ---\n{self.log_tail()}") from None
+        self.spawn()
+        self.wait_for(self._exited_unready, timeout, what="Envoy to refuse its configuration")
         code = self.returncode
-        self._proc = None
+        if code is None:  # _exited_unready saw it exit: cannot happen
+            raise EnvoyFailed("Envoy exited but has no exit code")
         return code
 
     def _exited_unready(self) -> bool:
@@ -258,35 +244,7 @@ class Envoy:
             raise GaveUp("Envoy started although the configuration is invalid")
         return False
 
-    @property
-    def returncode(self) -> int | None:
-        return None if self._proc is None else self._proc.poll()
-
-    def stop(self) -> None:
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=5)
-        self._proc = None
-
-    def __enter__(self) -> Envoy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # ---- observation -----------------------------------------------------------------------
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def stats(self) -> dict[str, int]:
         """The filter's counters, keyed by contract name (Envoy's `wasmcustom.` prefix removed)."""

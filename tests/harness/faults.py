@@ -2,13 +2,13 @@
 
   ScriptedIdp   the test IdP, whose /jwks can also answer any raw body and headers, answer late,
                 or leave keys out (publish a key later, withdraw one)
-  ScriptedSts   the test STS, whose token endpoint can also answer any raw status and body, or a
-                good answer with some members changed
   TunedEnvoy    Envoy with a chosen log level and extra command-line options, and hot restart
                 (`--restart-epoch`, same `--base-id`)
   raw_request   one HTTP/1.1 request written byte for byte (odd spacing, repeated or non-UTF-8
                 headers) on its own connection
   wasm_failures the lines of Envoy's log that show the VM panicked or a proxy_on_* call failed
+
+The test STS's faults are `StsFault` values (sts_fault.py), which it reads itself.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Any
 import httpx
 import jwt.algorithms
 
-from .envoy import Envoy, envoy_binary
+from .envoy import Envoy, EnvoyFailed, envoy_binary
 from .idp import IdentityProvider, b64url
-from .net import LOOPBACK, die_with_parent, wait_until
-from .sts import SecurityTokenService
+from .net import LOOPBACK, wait_until
+from .process import terminate
 
 _ALGORITHMS = jwt.algorithms.get_default_algorithms()
 
@@ -117,50 +117,6 @@ class ScriptedIdp(IdentityProvider):
             return sum(1 for f in self.fetch_times if f >= t)
 
 
-# ---- STS ----------------------------------------------------------------------------------------
-
-class ScriptedSts(SecurityTokenService):
-    """The test STS with two more behaviours (set the attributes at any time):
-
-    raw      (status, body bytes): every token-endpoint call gets exactly this
-    patch    members merged into every successful answer (None removes a member), e.g.
-             {"expires_in": -5} or {"access_token": None}
-    headers  extra response headers on every answer (values may hold any latin-1 byte)
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.raw: tuple[int, bytes] | None = None
-        self.patch: dict[str, Any] | None = None
-        self.headers: dict[str, str] = {}
-
-    def _handle_post(self, req: Any) -> None:
-        extra = dict(self.headers)
-        if extra:
-            original = req.reply_raw
-
-            def reply_raw(status: int, data: bytes, content_type: str,
-                          headers: dict[str, str] | None = None) -> None:
-                original(status, data, content_type, {**(headers or {}), **extra})
-
-            req.reply_raw = reply_raw
-        super()._handle_post(req)
-
-    def _canned_answer(self, mode: str, refusal: tuple[int, str]) -> tuple[int, Any] | None:  # type: ignore[override]
-        if self.raw is not None:
-            return self.raw
-        return SecurityTokenService._canned_answer(mode, refusal)
-
-    def _oauth_exchange(self, call: Any, form: dict[str, str], authorization: str | None) -> dict[str, Any]:
-        body = super()._oauth_exchange(call, form, authorization)
-        for name, value in (self.patch or {}).items():
-            if value is None:
-                body.pop(name, None)
-            else:
-                body[name] = value
-        return body
-
-
 # ---- Envoy --------------------------------------------------------------------------------------
 
 class TunedEnvoy(Envoy):
@@ -177,17 +133,9 @@ class TunedEnvoy(Envoy):
         self.epoch = 0
         self.previous: list[subprocess.Popen[bytes]] = []
 
-    def _spawn(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                [envoy_binary(), "-c", str(self.config_path), "--concurrency", "2", "--base-id", str(self.base_id),
-                 "--restart-epoch", str(self.epoch), "--log-level", self.log_level, *self.extra_args],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env, preexec_fn=die_with_parent,
-            )
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
+    def command(self) -> list[str]:
+        return [envoy_binary(), "-c", str(self.config_path), "--concurrency", "2", "--base-id", str(self.base_id),
+                "--restart-epoch", str(self.epoch), "--log-level", self.log_level, *self.extra_args]
 
     def serving_epoch(self) -> int:
         info = httpx.get(f"{self.admin_url}/server_info", timeout=2).json()
@@ -195,24 +143,19 @@ class TunedEnvoy(Envoy):
 
     def hot_restart(self, timeout: float = 30) -> subprocess.Popen[bytes]:
         """Start epoch N+1; returns the process of epoch N (still draining)."""
-        assert self._proc is not None, "not running"
+        if self._proc is None:
+            raise EnvoyFailed("hot restart of an Envoy that is not running")
         old = self._proc
         self.previous.append(old)
         self.epoch += 1
-        self._spawn()
-        wait_until(lambda: self.returncode is None and self.serving_epoch() == self.epoch and self._ready(),
+        self.spawn()
+        wait_until(lambda: self.returncode is None and self.serving_epoch() == self.epoch and self.is_ready(),
                    timeout, interval=0.1, what=f"Envoy epoch {self.epoch} to serve")
         return old
 
     def stop(self) -> None:
         for proc in self.previous:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
+            terminate(proc, self.stop_grace_seconds)
         self.previous = []
         super().stop()
 

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import threading
 import time
 import urllib.parse
@@ -180,6 +181,11 @@ class IdentityProvider(LoopbackService):
         with self._lock:
             return {"keys": [k.jwk() for k in self._keys.values()]}
 
+    def seconds_since_jwks_fetch(self) -> float:
+        """Seconds since the latest /jwks request (infinite before the first)."""
+        last = self.last_jwks_fetch
+        return math.inf if last is None else time.monotonic() - last
+
     def jwks_json(self) -> str:
         return json.dumps(self.jwks())
 
@@ -304,7 +310,8 @@ class IdentityProvider(LoopbackService):
             user = DEMO_USERS.get(form.get("username", ""))
             if user is None or not hmac.compare_digest(user["password"], form.get("password", "")):
                 return 400, {"error": "invalid_grant", "error_description": "bad username or password"}
-            claims = {"sub": user["sub"], "email": user["email"], "client_id": client_id or "demo-client"}
+            claims: dict[str, Any] = {"sub": user["sub"], "email": user["email"],
+                                      "client_id": client_id or "demo-client"}
         elif grant == "client_credentials":
             expected = DEMO_CLIENTS.get(client_id or "")
             if expected is None or not hmac.compare_digest(expected, client_secret or ""):

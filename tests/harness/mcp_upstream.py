@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -31,7 +30,8 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .net import LOOPBACK, GaveUp, die_with_parent, free_port, wait_until
+from .net import LOOPBACK, free_port
+from .process import TESTS_DIR, ManagedProcess
 
 # Header carrying a per-test marker, so a test can find exactly its own requests in /_test/seen.
 MARKER_HEADER = "x-test-marker"
@@ -121,8 +121,10 @@ def header_values(entry: dict[str, Any], name: str) -> list[str]:
     return [v for k, v in entry["headers"] if k.lower() == name.lower()]
 
 
-class McpUpstream:
-    """Starts the MCP server as a subprocess on `port` and waits until it answers."""
+class McpUpstream(ManagedProcess):
+    """The MCP server as a subprocess on `port` (`start()` waits until it answers /healthz)."""
+
+    name = "MCP upstream"
 
     def __init__(self, port: int | None = None, log_path: Path | None = None,
                  backend_url: str | None = None, allowed_hosts: list[str] | None = None) -> None:
@@ -130,54 +132,20 @@ class McpUpstream:
         self.backend_url = backend_url
         self.allowed_hosts = allowed_hosts or []
         self.url = f"http://{LOOPBACK}:{self.port}"
-        self.log_path = log_path
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__(log_path=log_path, cwd=TESTS_DIR, environment={**os.environ, "PYTHONUNBUFFERED": "1"})
 
-    def start(self, timeout: float = 20) -> McpUpstream:
-        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+    def command(self) -> list[str]:
         backend = ["--backend-url", self.backend_url] if self.backend_url else []
         backend += [arg for host in self.allowed_hosts for arg in ("--allowed-host", host)]
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.mcp_upstream", "--port", str(self.port), *backend],
-            cwd=Path(__file__).resolve().parents[1],  # tests/, so `harness` is importable
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            preexec_fn=die_with_parent,
-        )
-        if log is not subprocess.DEVNULL:
-            log.close()  # the child holds its own copy
-        try:
-            wait_until(self._healthy, timeout, interval=0.1, what=f"MCP upstream on port {self.port}")
-        except (TimeoutError, GaveUp):
-            self.stop()
-            raise
-        return self
+        return [sys.executable, "-m", "harness.mcp_upstream", "--port", str(self.port), *backend]
 
-    def _healthy(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            raise GaveUp(f"MCP upstream exited with code {self._proc.returncode}")
+    def is_ready(self) -> bool:
         return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-
-    def stop(self) -> None:
-        if self._proc is None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(timeout=5)
-        self._proc = None
-
-    def __enter__(self) -> McpUpstream:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def seen(self, marker: str | None = None) -> list[dict[str, Any]]:
         """Requests the upstream received (directly from it, not through Envoy), optionally only
         those carrying `x-test-marker: <marker>`."""
-        entries = httpx.get(f"{self.url}{SEEN_PATH}", timeout=5).json()
+        entries: list[dict[str, Any]] = httpx.get(f"{self.url}{SEEN_PATH}", timeout=5).json()
         if marker is None:
             return entries
         return [e for e in entries if marker in header_values(e, MARKER_HEADER)]

@@ -37,7 +37,7 @@ def port_accepts(port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def wait_until(check: Callable[[], T], timeout: float, interval: float = 0.05, what: str = "condition") -> T:
+def wait_until(check: Callable[[], T | None], timeout: float, interval: float = 0.05, what: str = "condition") -> T:
     """Poll `check` until it returns something truthy; raise TimeoutError after `timeout` seconds.
 
     Exceptions raised by `check` count as "not yet" (the thing polled may not be up),
@@ -92,18 +92,18 @@ class JsonHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     server: QuietHttpServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's parameter name
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         self.server.service._handle_get(self)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.server.service._handle_post(self)
 
     def read_body(self) -> bytes:
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:

@@ -209,11 +209,13 @@ async def oauth_mcp_session(login: OAuthLogin, server_url: str, *, headers: dict
         login.hops.append(Hop("client", request.method, str(request.url).split("?")[0], response.status_code,
                               _describe(request, response)))
 
-    async with httpx2.AsyncClient(auth=login.provider, headers=headers or {}, transport=transport,
-                                  timeout=httpx2.Timeout(timeout), event_hooks={"response": [record]}) as http:
-        async with Client(streamable_http_client(server_url, http_client=http), mode="legacy",
-                          read_timeout_seconds=timeout) as client:
-            yield client
+    async with (
+        httpx2.AsyncClient(auth=login.provider, headers=headers or {}, transport=transport,
+                           timeout=httpx2.Timeout(timeout), event_hooks={"response": [record]}) as http,
+        Client(streamable_http_client(server_url, http_client=http), mode="legacy",
+               read_timeout_seconds=timeout) as client,
+    ):
+        yield client
 
 
 def structured(result: Any) -> Any:

@@ -17,9 +17,9 @@ that stays fixed across stop()/start() (so a stop looks like an outage), and ser
   GET  /jwks          the STS's own public key, to verify the JWTs it issues.
   GET  /.well-known/oauth-authorization-server
 
-Every token-endpoint call is recorded (`calls`) for assertions. `set_mode()` makes the STS
-misbehave: 500, 503, 504, reject every call with invalid_grant, refuse with another error, answer
-late, answer garbage, answer without an access token or with a non-Bearer token type.
+Every token-endpoint call is recorded (`calls`) for assertions. `set_fault()` makes the STS
+misbehave (an `StsFault`, see sts_fault.py: an error status, a late or raw answer, a good answer
+with members changed, odd headers); `clear_fault()` makes it answer correctly again.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import secrets
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,12 +39,8 @@ import jwt
 
 from .idp import IdentityProvider, SigningKey, new_rsa_key, sign_jws
 from .net import LOOPBACK, JsonHandler, LoopbackService, free_port
-
-TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-TOKEN_TYPE_PREFIX = "urn:ietf:params:oauth:token-type:"
-ACCESS_TOKEN_TYPE = TOKEN_TYPE_PREFIX + "access_token"
-ID_TOKEN_TYPE = TOKEN_TYPE_PREFIX + "id_token"
-JWT_TOKEN_TYPE = TOKEN_TYPE_PREFIX + "jwt"
+from .rfc8693 import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT
+from .sts_fault import NO_FAULT, Body, StsFault
 
 OAUTH_TOKEN_PATH = "/token"
 GOOGLE_TOKEN_PATH = "/v1/token"
@@ -63,10 +60,6 @@ GOOGLE_BIGQUERY_SCOPE = "https://www.googleapis.com/auth/bigquery"
 GOOGLE_CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 GOOGLE_SCOPES = (GOOGLE_BIGQUERY_SCOPE, GOOGLE_CLOUD_PLATFORM_SCOPE)
 GOOGLE_TOKEN_LIFETIME = 3599
-
-MODES = ("ok", "fail", "unavailable", "gateway_timeout", "reject", "refuse", "slow", "garbage",
-         "no_access_token", "non_bearer", "oversized")
-OVERSIZED_PADDING = 256 * 1024  # bytes added to an "oversized" answer: far beyond any token response
 
 # A slow answer never holds a handler thread longer than this, even if nobody stops the STS.
 MAX_DELAY_SECONDS = 30
@@ -129,7 +122,6 @@ class SecurityTokenService(LoopbackService):
         self.audiences = tuple(audiences)
         self.scopes = tuple(scopes)
         self.token_lifetime = token_lifetime  # seconds; tests may change it between calls
-        self.token_type = "Bearer"  # token_type of successful answers (tests may vary the case)
         self.google_audience = google_audience
         self.google_scopes = tuple(google_scopes)
         self.google_token_lifetime = google_token_lifetime
@@ -143,9 +135,7 @@ class SecurityTokenService(LoopbackService):
         self._google_tokens: dict[str, dict[str, Any]] = {}
 
         self._lock = threading.Lock()
-        self._mode = "ok"
-        self._delay = 0.0
-        self._refusal = (400, "invalid_scope")
+        self._fault = NO_FAULT
         self._stopping = threading.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -179,29 +169,14 @@ class SecurityTokenService(LoopbackService):
 
     # ---- behaviour -------------------------------------------------------------------------
 
-    def set_mode(self, mode: str, *, delay: float = 3.0, status: int = 400, error: str = "invalid_scope") -> None:
-        """How the token endpoints answer from now on (both flavours):
-
-        ok               RFC 8693 as specified
-        fail             500 {"error":"server_error"}
-        unavailable      503 {"error":"temporarily_unavailable"}
-        gateway_timeout  504 (as a gateway in front of a stuck STS answers)
-        reject           400 {"error":"invalid_grant"} for every call
-        refuse           `status` {"error": `error`} for every call (e.g. 400 invalid_scope)
-        slow             the normal answer, `delay` seconds late
-        garbage          200 with a body that is not JSON
-        no_access_token  200 JSON without access_token
-        non_bearer       the normal answer with token_type "N_A"
-        oversized        the normal answer padded with a 256 KiB extra member
-        """
-        if mode not in MODES:
-            raise ValueError(mode)
+    def set_fault(self, fault: StsFault) -> None:
+        """How the token endpoints (both flavours) answer from now on."""
         with self._lock:
-            self._mode, self._delay, self._refusal = mode, delay, (status, error)
+            self._fault = fault
 
-    @property
-    def mode(self) -> str:
-        return self._mode
+    def clear_fault(self) -> None:
+        """Answer as RFC 8693 specifies again."""
+        self.set_fault(NO_FAULT)
 
     # ---- records ---------------------------------------------------------------------------
 
@@ -250,9 +225,11 @@ class SecurityTokenService(LoopbackService):
             req.reply(404, {"error": "not_found"})
 
     def _handle_post(self, req: JsonHandler) -> None:
+        with self._lock:
+            fault, stopping = self._fault, self._stopping
         path = urllib.parse.urlsplit(req.path).path
         if path not in (OAUTH_TOKEN_PATH, GOOGLE_TOKEN_PATH):
-            req.reply(404, {"error": "not_found"})
+            req.reply(404, {"error": "not_found"}, dict(fault.headers))
             return
         raw = req.read_body().decode("utf-8", errors="replace")
         pairs = urllib.parse.parse_qsl(raw, keep_blank_values=True)
@@ -260,20 +237,12 @@ class SecurityTokenService(LoopbackService):
                             accept=req.headers.get("accept"))
         with self._lock:
             self.calls.append(call)
-            mode, delay, refusal, stopping = self._mode, self._delay, self._refusal, self._stopping
 
-        if mode == "slow" and stopping.wait(min(delay, MAX_DELAY_SECONDS)):
+        if fault.delay and stopping.wait(min(fault.delay, MAX_DELAY_SECONDS)):
             req.close_connection = True  # stopped while waiting: no answer at all
             return
-        canned = self._canned_answer(mode, refusal)
-        if canned is not None:
-            status, body = canned
-            call.status = status
-            call.error = body.get("error") if isinstance(body, dict) else None
-            if isinstance(body, bytes):
-                req.reply_raw(status, body, "application/json")
-            else:
-                req.reply(status, body, {"cache-control": "no-store"})
+        if fault.answer is not None:
+            self._reply_instead(req, call, fault.answer, fault.headers)
             return
         try:
             form = self._form(pairs)
@@ -283,32 +252,23 @@ class SecurityTokenService(LoopbackService):
                 body = self._oauth_exchange(call, form, req.headers.get("authorization"))
         except OAuthError as e:
             call.status, call.error = e.status, e.error
-            req.reply(e.status, e.body(), {"cache-control": "no-store", **e.headers})
+            req.reply(e.status, e.body(), {"cache-control": "no-store", **e.headers, **fault.headers})
             return
-        if mode == "non_bearer":
-            body["token_type"] = "N_A"
-        elif mode == "oversized":
-            body["padding"] = "x" * OVERSIZED_PADDING
         call.status = 200
-        req.reply(200, body, {"cache-control": "no-store", "pragma": "no-cache"})
+        req.reply(200, fault.patch_answer(body), {"cache-control": "no-store", "pragma": "no-cache", **fault.headers})
 
     @staticmethod
-    def _canned_answer(mode: str, refusal: tuple[int, str]) -> tuple[int, Any] | None:
-        if mode == "fail":
-            return 500, {"error": "server_error", "error_description": "the STS failed"}
-        if mode == "unavailable":
-            return 503, {"error": "temporarily_unavailable", "error_description": "try again later"}
-        if mode == "gateway_timeout":
-            return 504, {"error": "gateway_timeout"}
-        if mode == "reject":
-            return 400, {"error": "invalid_grant", "error_description": "subject token rejected"}
-        if mode == "refuse":
-            return refusal[0], {"error": refusal[1], "error_description": "refused by policy"}
-        if mode == "garbage":
-            return 200, b"<html><body>this is not JSON</body></html>"
-        if mode == "no_access_token":
-            return 200, {"issued_token_type": ACCESS_TOKEN_TYPE, "token_type": "Bearer", "expires_in": 300}
-        return None
+    def _reply_instead(req: JsonHandler, call: ExchangeCall, answer: tuple[int, Body],
+                       headers: Mapping[str, str]) -> None:
+        """A fault's own answer, sent without looking at the request."""
+        status, body = answer
+        call.status = status
+        if isinstance(body, bytes):
+            req.reply_raw(status, body, "application/json", dict(headers))
+            return
+        error = body.get("error")
+        call.error = error if isinstance(error, str) else None
+        req.reply(status, dict(body), {"cache-control": "no-store", **headers})
 
     @staticmethod
     def _form(pairs: list[tuple[str, str]]) -> dict[str, str]:
@@ -416,7 +376,7 @@ class SecurityTokenService(LoopbackService):
         with self._lock:
             self.issued.append(token)
         call.issued_token = token
-        return {"access_token": token, "issued_token_type": requested, "token_type": self.token_type,
+        return {"access_token": token, "issued_token_type": requested, "token_type": "Bearer",
                 "expires_in": lifetime, "scope": " ".join(call.scopes)}
 
     def _google_exchange(self, call: ExchangeCall, form: dict[str, str], authorization: str | None) -> dict[str, Any]:
@@ -458,11 +418,14 @@ class SecurityTokenService(LoopbackService):
                                           "scopes": list(call.scopes), "audience": call.audience,
                                           "exp": time.time() + self.google_token_lifetime}
         call.issued_token = token
-        return {"access_token": token, "issued_token_type": ACCESS_TOKEN_TYPE, "token_type": self.token_type,
+        return {"access_token": token, "issued_token_type": ACCESS_TOKEN_TYPE, "token_type": "Bearer",
                 "expires_in": self.google_token_lifetime}
 
 
-def decode_issued(sts: SecurityTokenService, token: str, audience: str = BACKEND_AUDIENCE) -> dict[str, Any]:
-    """Verify a JWT this STS issued (signature, issuer, audience, expiry) and return its claims."""
+def decode_issued(sts: SecurityTokenService, token: str | None, audience: str = BACKEND_AUDIENCE) -> dict[str, Any]:
+    """Verify a JWT this STS issued (signature, issuer, audience, expiry) and return its claims.
+    None (a call that issued nothing, see ExchangeCall.issued_token) fails like a bad token."""
+    if token is None:
+        raise jwt.InvalidTokenError("no token was issued")
     return jwt.decode(token, sts.key.public, algorithms=["RS256"], audience=audience, issuer=sts.issuer)
 

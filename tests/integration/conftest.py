@@ -1,9 +1,15 @@
 """Fixtures: one MCP upstream per session; per module an IdP and an Envoy with the filter.
 
-A module changes its stack by overriding `plugin_config` (or `idp`, or `envoy_options`: which
-example file Envoy starts from, more clusters, its environment); tests that need several
-differently configured stacks use the `make_idp` / `make_envoy` / `make_sts` / `make_backend`
-factories.
+A module changes its stack by overriding the fixture that says what it needs:
+  exchange       token exchange through a shipped example (OKTA or GOOGLE from harness.exchange,
+                 optionally `.with_timeout("1s")`); `plugin_config`, `envoy_options`, `sts` and
+                 `backend` follow it. Default None: envoy/envoy.yaml, authentication only.
+  sts_secret     the filter's client secret at the STS or the dev AS, for modules that look for it
+  backend_issuer who issues the tokens the backend accepts (default: the module's STS)
+  plugin_config  / `idp` / `envoy_options`, for anything else.
+Tests that need several differently configured stacks use the `make_idp` / `make_envoy` /
+`make_sts` / `make_backend` factories. Modules whose tests break things opt into the after-test
+checks with `pytestmark = pytest.mark.usefixtures("sts_restored")` (or "vm_never_fails").
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ from harness import (
     resource_url,
     standard_plugin_config,
 )
+from harness.backend import TokenIssuer
+from harness.dev_as import DevAuthorizationServer
+from harness.exchange import OKTA, ExchangeProfile
+from harness.faults import wasm_failures
+from harness.sts import DEFAULT_CLIENT_SECRET
 
 HTTP_TIMEOUT = 10  # seconds; no request in the suite may hang longer
 
@@ -131,14 +142,36 @@ def idp(make_idp: Callable[..., IdentityProvider], resource: str) -> IdentityPro
 
 
 @pytest.fixture(scope="module")
-def plugin_config(envoy_port: int, idp: IdentityProvider) -> dict[str, Any]:
-    return standard_plugin_config(envoy_port=envoy_port, idp_port=idp.port)
+def exchange() -> ExchangeProfile | None:
+    """The token exchange of the module's stack: None runs envoy/envoy.yaml (authentication only)."""
+    return None
 
 
 @pytest.fixture(scope="module")
-def envoy_options() -> dict[str, Any]:
-    """More arguments for the module's Envoy (see `Envoy`): none, i.e. envoy/envoy.yaml."""
-    return {}
+def sts_secret() -> str:
+    """The filter's client secret at the module's STS (or dev AS)."""
+    return DEFAULT_CLIENT_SECRET
+
+
+@pytest.fixture(scope="module")
+def plugin_config(request: pytest.FixtureRequest, envoy_port: int, idp: IdentityProvider,
+                  exchange: ExchangeProfile | None) -> dict[str, Any]:
+    """The contract's standard configuration, or with `exchange` the example file's own."""
+    if exchange is None:
+        return standard_plugin_config(envoy_port=envoy_port, idp_port=idp.port)
+    sts: SecurityTokenService = request.getfixturevalue("sts")  # only stacks with an exchange have one
+    return exchange.plugin_config(envoy_port=envoy_port, idp_port=idp.port, sts_port=sts.port)
+
+
+@pytest.fixture(scope="module")
+def envoy_options(request: pytest.FixtureRequest, exchange: ExchangeProfile | None,
+                  sts_secret: str) -> dict[str, Any]:
+    """More arguments for the module's Envoy (see `Envoy`): none, i.e. envoy/envoy.yaml, or the
+    exchange's example file with its STS cluster on the module's STS."""
+    if exchange is None:
+        return {}
+    sts: SecurityTokenService = request.getfixturevalue("sts")
+    return exchange.envoy_options(sts.port, sts_secret)
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +187,68 @@ def http(envoy: Envoy) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=envoy.url, timeout=HTTP_TIMEOUT,
                       limits=httpx.Limits(max_keepalive_connections=0)) as client:
         yield client
+
+
+# ---- token exchange: the STS, the backend behind the MCP server ----------------------------
+
+@pytest.fixture(scope="module")
+def sts(make_sts: Callable[..., SecurityTokenService], idp: IdentityProvider, resource: str,
+        exchange: ExchangeProfile | None, sts_secret: str) -> SecurityTokenService:
+    """The module's test STS: it exchanges `idp`'s tokens for the module's resource, and its one
+    client is the filter (Okta-like, with `sts_secret`), or none (Google-like)."""
+    clients = (exchange or OKTA).sts_clients(sts_secret)
+    return make_sts(idp, subject_audiences=[resource], clients=clients)
+
+
+@pytest.fixture
+def sts_restored(sts: SecurityTokenService) -> Iterator[SecurityTokenService]:
+    """After the test, the module's STS serves again, without a fault, with the token lifetime
+    and Google subject audiences it had before."""
+    lifetime, google_audiences = sts.token_lifetime, sts.google_subject_audiences
+    yield sts
+    sts.start()
+    sts.clear_fault()
+    sts.token_lifetime, sts.google_subject_audiences = lifetime, google_audiences
+
+
+@pytest.fixture(scope="module")
+def backend_issuer(sts: SecurityTokenService) -> TokenIssuer:
+    """Who issues the tokens the module's backend accepts: its STS (the dev AS's backend issuer
+    in the modules that log in at dev-as/)."""
+    return sts
+
+
+@pytest.fixture(scope="module")
+def backend(make_backend: Callable[..., BackendApi], backend_issuer: TokenIssuer,
+            exchange: ExchangeProfile | None) -> BackendApi:
+    """The backend API the MCP server's query_backend tool calls; it takes only tokens of
+    `backend_issuer` (JWTs, or Google's opaque tokens with the GOOGLE exchange)."""
+    return make_backend(backend_issuer, profile=(exchange or OKTA).backend_profile)
+
+
+@pytest.fixture(scope="module")
+def tool_server(backend: BackendApi, tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpUpstream]:
+    """An MCP server of the module's own whose query_backend tool calls the module's backend."""
+    log = tmp_path_factory.mktemp("tool-server") / "upstream.log"
+    with McpUpstream(log_path=log, backend_url=backend.whoami_url) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def dev_as(resource: str, sts_secret: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevAuthorizationServer]:
+    """The development authorization servers (dev-as/): the MCP AS logs alice in and issues tokens
+    for the module's resource; the backend AS exchanges them for the filter (`sts_secret`)."""
+    log = tmp_path_factory.mktemp("dev-as") / "dev-as.log"
+    with DevAuthorizationServer(mcp_resources=[resource], sts_client_secret=sts_secret, log_path=log) as server:
+        yield server
+
+
+# ---- after-test checks -----------------------------------------------------------------------
+
+@pytest.fixture
+def vm_never_fails(envoy: Envoy) -> Iterator[None]:
+    """After the test, the module's Envoy log shows no VM panic and no failed proxy_on_* call."""
+    yield
+    failures = wasm_failures(envoy.log_text())
+    assert not failures, "the filter's VM failed:\n" + "\n".join(failures[:5])

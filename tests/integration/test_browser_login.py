@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from harness import BackendApi, Envoy, McpUpstream
-from harness.dev_as import DevAuthorizationServer
+from harness.dev_as import DevAuthorizationServer, Issuer
 from harness.envoy import REPO, load_example
 from harness.exchange import okta_plugin_config
 from harness.mcp_client import mcp_session
@@ -42,10 +42,13 @@ def oauth2_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def dev_as(resource: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevAuthorizationServer]:
-    log = tmp_path_factory.mktemp("browser-dev-as") / "dev-as.log"
-    with DevAuthorizationServer(mcp_resources=[resource], sts_client_secret=STS_SECRET, log_path=log) as server:
-        yield server
+def sts_secret() -> str:
+    return STS_SECRET
+
+
+@pytest.fixture(scope="module")
+def backend_issuer(dev_as: DevAuthorizationServer) -> Issuer:
+    return dev_as.backend
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +65,7 @@ def oauth2_client(dev_as: DevAuthorizationServer, envoy_port: int) -> dict[str, 
 
 @pytest.fixture(scope="module")
 def stack(dev_as: DevAuthorizationServer, oauth2_client: dict[str, Any], envoy_port: int, resource: str,
+          backend: BackendApi, tool_server: McpUpstream,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     work = tmp_path_factory.mktemp("browser-login")
     config = load_example(BROWSER_LOGIN)
@@ -74,13 +78,11 @@ def stack(dev_as: DevAuthorizationServer, oauth2_client: dict[str, Any], envoy_p
     example = work / "browser-login.yaml"
     example.write_text(yaml.safe_dump(config, sort_keys=False))
     plugin = okta_plugin_config(envoy_port=envoy_port, idp_port=dev_as.mcp_port, sts_port=dev_as.backend_port)
-    with BackendApi(dev_as.backend) as backend, \
-            McpUpstream(log_path=work / "upstream.log", backend_url=backend.whoami_url) as upstream, \
-            Envoy(plugin, workdir=work / "envoy", upstream_port=upstream.port, idp_port=dev_as.mcp_port,
-                  listener_port=envoy_port, example=example, clusters={"sts": dev_as.backend_port},
-                  env={"STS_CLIENT_SECRET": STS_SECRET, "OAUTH2_CLIENT_SECRET": oauth2_client["client_secret"],
-                       "OAUTH2_HMAC_SECRET": HMAC_SECRET}) as envoy:
-        yield {"envoy": envoy, "backend": backend, "upstream": upstream}
+    with Envoy(plugin, workdir=work / "envoy", upstream_port=tool_server.port, idp_port=dev_as.mcp_port,
+               listener_port=envoy_port, example=example, clusters={"sts": dev_as.backend_port},
+               env={"STS_CLIENT_SECRET": STS_SECRET, "OAUTH2_CLIENT_SECRET": oauth2_client["client_secret"],
+                    "OAUTH2_HMAC_SECRET": HMAC_SECRET}) as envoy:
+        yield {"envoy": envoy, "backend": backend, "upstream": tool_server}
 
 
 def browser_login(envoy: Envoy, dev_as: DevAuthorizationServer) -> tuple[dict[str, str], list[str]]:

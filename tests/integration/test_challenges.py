@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -69,7 +71,7 @@ def test_missing_scope(http: httpx.Client, envoy: Envoy, envoy_port: int, idp: I
     {"scp": "mcp:tools:callx"},  # scopes are whole words, not prefixes
     {"scope": "mcp:tools:list"},
 ], ids=["empty-scp", "prefix-only", "other-scope"])
-def test_scope_not_granted(http: httpx.Client, idp: IdentityProvider, claims: dict) -> None:
+def test_scope_not_granted(http: httpx.Client, idp: IdentityProvider, claims: dict[str, Any]) -> None:
     token = idp.mint(omit=("scp",), **claims)
     response = http.get("/echo", headers=bearer(token))
     assert response.status_code == 403
@@ -81,7 +83,7 @@ def test_scope_not_granted(http: httpx.Client, idp: IdentityProvider, claims: di
     {"scp": "mcp:tools:list mcp:tools:call"},
     {"scp": ["mcp:tools:list", "mcp:tools:call"]},
 ], ids=["scope-string", "scp-string", "scp-array"])
-def test_scope_granted(http: httpx.Client, idp: IdentityProvider, claims: dict) -> None:
+def test_scope_granted(http: httpx.Client, idp: IdentityProvider, claims: dict[str, Any]) -> None:
     token = idp.mint(omit=("scp",), sub="scoped-user", **claims)
     response = http.get("/echo", headers=bearer(token))
     assert echoed(response, "x-mcp-user-sub") == ["scoped-user"]

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import secrets
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,11 +27,12 @@ import httpx
 import pytest
 import yaml
 
-from harness import Envoy, free_port, wait_until
+from harness import Envoy, free_port
 from harness.dev_as import DevAuthorizationServer
 from harness.envoy import REPO, WASM_PATH, load_example, plugin_config_of, validate_config
-from harness.net import LOOPBACK, die_with_parent
+from harness.net import LOOPBACK
 from harness.oauth_login import MappedTransport, new_login, oauth_mcp_session, structured
+from harness.process import TESTS_DIR, ManagedProcess
 
 COMPOSE = REPO / "docker-compose.yml"
 COMPOSE_ENVOY = REPO / "deploy" / "compose" / "envoy.yaml"
@@ -172,25 +172,20 @@ def test_envoy_validates_the_mounted_configuration(tmp_path: Path) -> None:
 
 # ---- the topology, run ---------------------------------------------------------------------
 
-class Service:
+class Service(ManagedProcess):
     """One compose service's command, run here as a subprocess from tests/."""
 
     def __init__(self, command: list[str], log: Path, health: str) -> None:
+        super().__init__(log_path=log, cwd=TESTS_DIR, environment={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.name = command[2]
+        self._command = [sys.executable, *command[1:]]
         self.health = health
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, *command[1:]], cwd=REPO / "tests", stdout=out,
-                                         stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                         preexec_fn=die_with_parent)
-        wait_until(lambda: self.proc.poll() is None and httpx.get(health, timeout=1).status_code < 500, 20,
-                   what=f"{command[2]}")
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+    def command(self) -> list[str]:
+        return self._command
+
+    def is_ready(self) -> bool:
+        return httpx.get(self.health, timeout=1).status_code < 500
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +208,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
     env = dict(services()["dev-as"]["environment"])
     env.update(STS_CLIENT_SECRET=SECRET, DEMO_USER="alice", DEV_AS_HOST=LOOPBACK)
-    started: list[Any] = []
+    started: list[ManagedProcess] = []
     try:
         dev_as = DevAuthorizationServer(
             mcp_resources=env["MCP_RESOURCES"].split(","), sts_client_secret=SECRET,
@@ -222,10 +217,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         started.append(dev_as)
         backend_port = ports[("backend", 8080)]
         started.append(Service(local(services()["backend"]["command"], "backend"), logs / "backend.log",
-                               f"http://{LOOPBACK}:{backend_port}/api/whoami"))
+                               f"http://{LOOPBACK}:{backend_port}/api/whoami").start())
         mcp_port = ports[("mcp-server", 8000)]
         started.append(Service(local(services()["mcp-server"]["command"], "mcp-server"), logs / "mcp.log",
-                               f"http://{LOOPBACK}:{mcp_port}/healthz"))
+                               f"http://{LOOPBACK}:{mcp_port}/healthz").start())
         envoy_port = free_port()
         envoy = Envoy(plugin_config_of(COMPOSE_ENVOY), workdir=logs / "envoy", upstream_port=mcp_port,
                       idp_port=ports[("dev-as", 9000)], listener_port=envoy_port, example=COMPOSE_ENVOY,

@@ -20,7 +20,6 @@ import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -30,6 +29,7 @@ import pytest
 import yaml
 
 from harness import BackendApi, Envoy, McpUpstream, free_port
+from harness.backend import StaticIssuer
 from harness.dev_as import DevAuthorizationServer
 from harness.envoy import OKTA_EXAMPLE, REPO, WASM_PATH, load_example, plugin_config_of, validate_config
 from harness.net import LOOPBACK
@@ -191,15 +191,14 @@ def okta(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevAuthorizationS
 
 
 @pytest.fixture(scope="module")
-def backend(okta: DevAuthorizationServer) -> Iterator[BackendApi]:
-    issuer = SimpleNamespace(issuer=BACKEND_ISSUER, tokeninfo_url="",
-                             jwks_uri=f"http://{LOOPBACK}:{okta.mcp_port}/oauth2/aus2backend/v1/keys")
-    with BackendApi(issuer) as api:  # type: ignore[arg-type]
-        yield api
+def backend_issuer(okta: DevAuthorizationServer) -> StaticIssuer:
+    return StaticIssuer(issuer=BACKEND_ISSUER, jwks_uri=f"http://{LOOPBACK}:{okta.mcp_port}/oauth2/aus2backend/v1/keys")
 
 
 @pytest.fixture(scope="module")
 def tool_server(backend: BackendApi, tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpUpstream]:
+    """The MCP server behind the public host name mcp.example.com (the SDK's DNS-rebinding
+    protection must accept it)."""
     log = tmp_path_factory.mktemp("istio-upstream") / "upstream.log"
     with McpUpstream(log_path=log, backend_url=backend.whoami_url,
                      allowed_hosts=[httpx.URL(RESOURCE).host]) as server:

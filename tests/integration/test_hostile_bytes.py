@@ -20,11 +20,12 @@ from typing import Any
 import httpx
 import pytest
 
-from harness import Envoy, McpUpstream, free_port, resource_url, standard_plugin_config
+from harness import Envoy, McpUpstream, SecurityTokenService, free_port, resource_url, standard_plugin_config
 from harness.checks import bearer, new_marker
 from harness.exchange import okta_envoy_options, okta_plugin_config
-from harness.faults import RawAnswer, ScriptedIdp, ScriptedSts, raw_request, wasm_failures
+from harness.faults import RawAnswer, ScriptedIdp, raw_request, wasm_failures
 from harness.mcp_upstream import MARKER_HEADER
+from harness.sts_fault import StsFault
 
 CLIENT_TIMEOUT = 8  # the bound for "never hangs"
 
@@ -39,7 +40,7 @@ def stack(make_envoy: Callable[..., Envoy]) -> Iterator[Any]:
         idp.raw = idp_raw
         sts = None
         if exchange:
-            sts = ScriptedSts(idp, subject_audiences=[resource_url(port)]).start()
+            sts = SecurityTokenService(idp, subject_audiences=[resource_url(port)]).start()
             made.append(sts)
             config = okta_plugin_config(envoy_port=port, idp_port=idp.port, sts_port=sts.port)
             envoy = make_envoy(config, idp_port=idp.port, listener_port=port,
@@ -97,11 +98,11 @@ def test_non_utf8_cache_control_on_the_jwks_answer(stack: Any) -> None:
 
 def test_non_utf8_cache_control_on_the_sts_answer(stack: Any, upstream: McpUpstream) -> None:
     idp, sts, envoy = stack(exchange=True)
-    sts.headers = {"cache-control": "no-store\xff"}  # a good answer, one odd header byte
+    sts.set_fault(StsFault(headers={"cache-control": "no-store\xff"}))  # a good answer, one odd header byte
     response = httpx.get(f"{envoy.url}/echo", headers=bearer(idp.mint(sub="sts-odd-header")),
                          timeout=CLIENT_TIMEOUT)
     assert response.status_code in (200, 502), response.text
-    sts.headers = {}
+    sts.clear_fault()
     _still_serving(envoy, idp)
 
 

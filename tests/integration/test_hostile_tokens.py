@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -35,11 +35,7 @@ def plugin_config(envoy_port: int, idp: IdentityProvider) -> dict[str, Any]:
     return config
 
 
-@pytest.fixture(autouse=True)
-def _vm_never_fails(envoy: Envoy) -> Iterator[None]:
-    yield
-    failures = wasm_failures(envoy.log_text())
-    assert not failures, "the filter's VM failed:\n" + "\n".join(failures[:5])
+pytestmark = pytest.mark.usefixtures("vm_never_fails")
 
 
 def _payload(idp: IdentityProvider, **changes: Any) -> dict[str, Any]:
@@ -220,8 +216,8 @@ def test_tolerated_odd_token(http: httpx.Client, idp: IdentityProvider,
 
 ACCEPTED_SCHEMES = [b"Bearer %s", b"bearer %s", b"BEARER %s", b"bEaReR %s", b"Bearer   %s", b"Bearer\t%s",
                     b"Bearer %s  ", b"  Bearer %s"]
-REFUSED_SCHEMES = [b"Bearer%s", b"Bearer,%s", b"Bearer: %s", b"Bearer %s %s", b"Bearer %s\t%s", b'Bearer "%s"', b"Basic %s",
-                   b"Token %s", b"%s", b"Bearer", b"Bearer ", b"Bearer \xc2\xa0%s", b"Bearer %s\x0b"]
+REFUSED_SCHEMES = [b"Bearer%s", b"Bearer,%s", b"Bearer: %s", b"Bearer %s %s", b"Bearer %s\t%s", b'Bearer "%s"',
+                   b"Basic %s", b"Token %s", b"%s", b"Bearer", b"Bearer ", b"Bearer \xc2\xa0%s", b"Bearer %s\x0b"]
 
 
 @pytest.mark.parametrize("template", ACCEPTED_SCHEMES, ids=[t.decode("latin-1") for t in ACCEPTED_SCHEMES])

@@ -46,7 +46,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("break_config", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_invalid_configuration_refused(make_envoy: Callable[..., Envoy], break_config: Callable[[dict], None],
+def test_invalid_configuration_refused(make_envoy: Callable[..., Envoy], break_config: Callable[[dict[str, Any]], None],
                                        expected: str) -> None:
     port = free_port()
     config = standard_plugin_config(envoy_port=port, idp_port=IDP_PORT)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -27,7 +26,7 @@ def test_rotated_key_accepted_after_one_refetch(http: httpx.Client, envoy: Envoy
     assert echoed(http.get("/echo", headers=bearer(old_token)), "x-mcp-user-sub") == ["before-rotation"]
 
     # Let the refetch rate limit expire, so the unknown kid below is allowed one refetch.
-    wait_until(lambda: time.monotonic() - idp.last_jwks_fetch > REFETCH_INTERVAL + 0.2, timeout=5,
+    wait_until(lambda: idp.seconds_since_jwks_fetch() > REFETCH_INTERVAL + 0.2, timeout=5,
                what="refetch interval to pass")
     fetches_before = idp.jwks_fetches
     new_kid = idp.rotate(keep_old=True)

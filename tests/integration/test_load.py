@@ -30,6 +30,7 @@ from harness import McpUpstream, SecurityTokenService, free_port, resource_url
 from harness.exchange import okta_envoy_options, okta_plugin_config
 from harness.faults import ScriptedIdp, TunedEnvoy, memory_kib, wasm_failures
 from harness.mcp_upstream import header_values
+from harness.sts_fault import StsFault
 
 pytestmark = pytest.mark.load
 
@@ -139,7 +140,7 @@ def test_load_two_thousand_users(stack: Any, capsys: pytest.CaptureFixture[str])
     with httpx.Client(base_url=envoy.url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as client:
         for token in phases["old-key"][:4]:
             assert client.get("/echo", headers={"authorization": f"Bearer {token}"}).status_code == 200
-    sts.set_mode("slow", delay=STS_LATENCY)
+    sts.set_fault(StsFault.slow(STS_LATENCY))
     calls_before = len(sts.calls)
     assert envoy.pid is not None
     memory_before, admin_before = memory_kib(envoy.pid), _admin_memory(envoy)
@@ -147,7 +148,7 @@ def test_load_two_thousand_users(stack: Any, capsys: pytest.CaptureFixture[str])
     events: list[str] = []
     result = asyncio.run(_drive(envoy, idp, phases, events))
 
-    sts.set_mode("ok")
+    sts.clear_fault()
     memory_after, admin_after = memory_kib(envoy.pid), _admin_memory(envoy)
     counts: collections.Counter[str] = result["counts"]
     sent = sum(counts.values())

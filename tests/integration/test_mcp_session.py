@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import httpx
 
@@ -11,7 +13,7 @@ from harness.mcp_client import mcp_session
 from harness.mcp_upstream import header_values
 
 
-async def _run_session(url: str, headers: dict[str, str]) -> dict:
+async def _run_session(url: str, headers: dict[str, str]) -> dict[str, Any]:
     async with mcp_session(url, headers) as client:
         tools = await client.list_tools()
         whoami = await client.call_tool("whoami", {})

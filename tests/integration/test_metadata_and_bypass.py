@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from http.client import HTTPConnection
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ PRM_PATHS = ["/.well-known/oauth-protected-resource", "/.well-known/oauth-protec
 
 
 @pytest.fixture(scope="module")
-def expected_metadata(resource: str, idp: IdentityProvider) -> dict:
+def expected_metadata(resource: str, idp: IdentityProvider) -> dict[str, Any]:
     return {
         "resource": resource,
         "authorization_servers": [idp.issuer],
@@ -27,7 +28,7 @@ def expected_metadata(resource: str, idp: IdentityProvider) -> dict:
 
 @pytest.mark.parametrize("path", PRM_PATHS, ids=["root", "path-inserted"])
 def test_metadata_document(http: httpx.Client, envoy: Envoy, upstream: McpUpstream, path: str,
-                           expected_metadata: dict) -> None:
+                           expected_metadata: dict[str, Any]) -> None:
     before = envoy.counter("mcp_auth.metadata_served")
     marker = new_marker()
     response = http.get(path, headers={MARKER_HEADER: marker})
@@ -38,7 +39,7 @@ def test_metadata_document(http: httpx.Client, envoy: Envoy, upstream: McpUpstre
     envoy.wait_for_counter("mcp_auth.metadata_served", before + 1)
 
 
-def test_metadata_url_in_challenge_serves_metadata(http: httpx.Client, expected_metadata: dict) -> None:
+def test_metadata_url_in_challenge_serves_metadata(http: httpx.Client, expected_metadata: dict[str, Any]) -> None:
     """What an MCP client does on 401: follow resource_metadata from the challenge."""
     url = challenge(http.post("/mcp", json={}))["resource_metadata"]
     assert json_body(httpx.get(url, timeout=5)) == expected_metadata
@@ -61,7 +62,8 @@ def test_metadata_cors_preflight(http: httpx.Client, path: str) -> None:
     assert "GET" in response.headers.get("access-control-allow-methods", "")
 
 
-def test_metadata_needs_no_token_even_when_a_bad_one_is_sent(http: httpx.Client, expected_metadata: dict) -> None:
+def test_metadata_needs_no_token_even_when_a_bad_one_is_sent(http: httpx.Client,
+                                                            expected_metadata: dict[str, Any]) -> None:
     response = http.get(PRM_PATHS[1], headers={"authorization": "Bearer garbage"})
     assert response.status_code == 200
     assert json_body(response) == expected_metadata

@@ -19,7 +19,7 @@ import jwt
 import pytest
 
 from harness import BackendApi, Envoy, McpUpstream, resource_url
-from harness.dev_as import DevAuthorizationServer
+from harness.dev_as import DevAuthorizationServer, Issuer
 from harness.exchange import okta_envoy_options, okta_plugin_config
 from harness.mcp_upstream import header_values
 from harness.oauth_login import REDIRECT_URI, OAuthLogin, new_login, oauth_mcp_session, structured
@@ -32,24 +32,13 @@ def claims(token: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def dev_as(resource: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevAuthorizationServer]:
-    log = tmp_path_factory.mktemp("dev-as") / "dev-as.log"
-    with DevAuthorizationServer(mcp_resources=[resource], sts_client_secret=SECRET, log_path=log) as server:
-        yield server
+def sts_secret() -> str:
+    return SECRET
 
 
 @pytest.fixture(scope="module")
-def backend(dev_as: DevAuthorizationServer) -> Iterator[BackendApi]:
-    with BackendApi(dev_as.backend) as api:  # type: ignore[arg-type] - the backend AS is its issuer
-        yield api
-
-
-@pytest.fixture(scope="module")
-def tool_server(backend: BackendApi, tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpUpstream]:
-    """An MCP server whose query_backend tool calls this module's backend."""
-    log = tmp_path_factory.mktemp("oauth-upstream") / "upstream.log"
-    with McpUpstream(log_path=log, backend_url=backend.whoami_url) as server:
-        yield server
+def backend_issuer(dev_as: DevAuthorizationServer) -> Issuer:
+    return dev_as.backend
 
 
 @pytest.fixture(scope="module")

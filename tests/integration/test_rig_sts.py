@@ -18,14 +18,9 @@ from harness import BackendApi, IdentityProvider, McpUpstream, SecurityTokenServ
 from harness.checks import new_marker
 from harness.idp import new_rsa_key
 from harness.mcp_client import mcp_session
-from harness.sts import (
-    ACCESS_TOKEN_TYPE,
-    GOOGLE_AUDIENCE,
-    GOOGLE_SCOPES,
-    ID_TOKEN_TYPE,
-    TOKEN_EXCHANGE_GRANT,
-    decode_issued,
-)
+from harness.rfc8693 import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT
+from harness.sts import GOOGLE_AUDIENCE, GOOGLE_SCOPES, decode_issued
+from harness.sts_fault import StsFault
 
 RESOURCE = "http://127.0.0.1:1/mcp"  # the MCP resource the subject tokens are for (never contacted)
 SECRET = "s3cret: with/special+chars%&="
@@ -43,9 +38,7 @@ def sts(idp: IdentityProvider) -> Iterator[SecurityTokenService]:
         yield server
 
 
-@pytest.fixture(autouse=True)
-def _normal_sts(sts: SecurityTokenService) -> None:
-    sts.set_mode("ok")
+pytestmark = pytest.mark.usefixtures("sts_restored")
 
 
 def _basic(client_id: str, secret: str) -> str:
@@ -136,10 +129,14 @@ def test_bad_request_parameters(sts: SecurityTokenService, idp: IdentityProvider
     assert response.status_code == 400 and response.json()["error"] == expected
 
 
-@pytest.mark.parametrize("mode, status", [("fail", 500), ("unavailable", 503), ("gateway_timeout", 504),
-                                          ("reject", 400), ("garbage", 200), ("no_access_token", 200)])
-def test_failure_modes(sts: SecurityTokenService, idp: IdentityProvider, mode: str, status: int) -> None:
-    sts.set_mode(mode)
+@pytest.mark.parametrize("mode, fault, status", [
+    ("fail", StsFault.fail(), 500), ("unavailable", StsFault.unavailable(), 503),
+    ("gateway_timeout", StsFault.gateway_timeout(), 504), ("reject", StsFault.reject(), 400),
+    ("garbage", StsFault.garbage(), 200), ("no_access_token", StsFault.no_access_token(), 200),
+], ids=["fail-500", "unavailable-503", "gateway_timeout-504", "reject-400", "garbage-200", "no_access_token-200"])
+def test_failure_modes(sts: SecurityTokenService, idp: IdentityProvider, mode: str, fault: StsFault,
+                       status: int) -> None:
+    sts.set_fault(fault)
     response = _exchange(sts, _form(idp.mint()), {"authorization": _basic("mcp-filter", SECRET)})
     assert response.status_code == status
     if mode == "garbage":
@@ -150,14 +147,14 @@ def test_failure_modes(sts: SecurityTokenService, idp: IdentityProvider, mode: s
 
 
 def test_slow_and_non_bearer_modes(sts: SecurityTokenService, idp: IdentityProvider) -> None:
-    sts.set_mode("slow", delay=3)
+    sts.set_fault(StsFault.slow(3))
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(sts.token_endpoint, data=_form(idp.mint()), timeout=1,
                    headers={"authorization": _basic("mcp-filter", SECRET)})
-    sts.set_mode("non_bearer")
+    sts.set_fault(StsFault.non_bearer())
     response = _exchange(sts, _form(idp.mint()), {"authorization": _basic("mcp-filter", SECRET)})
     assert response.status_code == 200 and response.json()["token_type"] == "N_A"
-    sts.set_mode("oversized")
+    sts.set_fault(StsFault.oversized())
     response = _exchange(sts, _form(idp.mint()), {"authorization": _basic("mcp-filter", SECRET)})
     assert response.status_code == 200 and len(response.content) > 256 * 1024 and response.json()["access_token"]
 

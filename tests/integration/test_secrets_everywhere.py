@@ -11,7 +11,6 @@ import base64
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +21,7 @@ from harness.exchange import mint, okta_envoy_options, okta_plugin_config
 from harness.faults import TunedEnvoy, wasm_failures
 from harness.idp import new_rsa_key
 from harness.mcp_upstream import MARKER_HEADER, header_values
+from harness.sts_fault import StsFault
 
 SECRET = "okta-client-secret-never-logged-7f3a"
 BASIC = base64.b64encode(f"mcp-filter:{SECRET}".encode()).decode()
@@ -96,12 +96,14 @@ def _exercise(run: Run, idp: IdentityProvider, sts: SecurityTokenService) -> Non
     run.inbound.append(both)
     assert send("GET", "/echo", None, raw_authorization=[f"Bearer {both}", f"Bearer {both}"]).status_code == 401
     # Every kind of exchange failure.
-    for mode, options, status in [("reject", {}, 401), ("refuse", {"status": 400, "error": "invalid_scope"}, 403),
-                                  ("fail", {}, 502), ("garbage", {}, 502), ("unavailable", {}, 503),
-                                  ("gateway_timeout", {}, 504), ("slow", {"delay": 2.5}, 504)]:
-        sts.set_mode(mode, **options)
+    failures = [("reject", StsFault.reject(), 401), ("refuse", StsFault.refuse(400, "invalid_scope"), 403),
+                ("fail", StsFault.fail(), 502), ("garbage", StsFault.garbage(), 502),
+                ("unavailable", StsFault.unavailable(), 503), ("gateway_timeout", StsFault.gateway_timeout(), 504),
+                ("slow", StsFault.slow(2.5), 504)]
+    for mode, fault, status in failures:
+        sts.set_fault(fault)
         assert send("GET", "/echo", mint(idp, f"sec-{mode}")).status_code == status, mode
-    sts.set_mode("ok")
+    sts.clear_fault()
     # Bypass, CORS preflight and metadata, each carrying a valid token that must not go upstream.
     assert send("GET", "/healthz", mint(idp, "sec-bypass")).status_code == 200
     preflight = {"origin": "https://app.example", "access-control-request-method": "POST"}
@@ -113,8 +115,8 @@ def _exercise(run: Run, idp: IdentityProvider, sts: SecurityTokenService) -> Non
 
 
 @pytest.fixture(scope="module")
-def sts(make_sts: Any, idp: IdentityProvider, resource: str) -> SecurityTokenService:
-    return make_sts(idp, subject_audiences=[resource], clients={"mcp-filter": SECRET})
+def sts_secret() -> str:
+    return SECRET
 
 
 LOG_MODES = {
@@ -147,10 +149,8 @@ def test_no_secret_in_the_filters_log_lines(run: Run, sts: SecurityTokenService)
     log = run.envoy.log_text()
     filter_lines = [line for line in log.splitlines() if "][wasm]" in line]
     assert any('"audit":"mcp_auth_filter"' in line for line in filter_lines)
-    if run.envoy.log_level == "info":
-        lines = log.splitlines()  # only the filter logs at debug: the whole log must be clean
-    else:
-        lines = filter_lines
+    # At info, only the filter logs at debug: the whole log must be clean.
+    lines = log.splitlines() if run.envoy.log_level == "info" else filter_lines
     text = "\n".join(lines)
     leaks = [label for label, value in _secrets(run, sts).items() if value in text]
     assert not leaks, f"found in the log: {leaks[:8]}"

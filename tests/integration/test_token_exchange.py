@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -20,43 +19,30 @@ import pytest
 from harness import BackendApi, Envoy, IdentityProvider, McpUpstream, SecurityTokenService, wait_until
 from harness.checks import bearer, new_marker, token_fingerprint
 from harness.envoy import AUDIT_MARK
-from harness.exchange import mint, okta_envoy_options, okta_plugin_config, upstream_authorization
+from harness.exchange import OKTA, ExchangeProfile, mint, upstream_authorization
 from harness.mcp_client import mcp_session
 from harness.mcp_upstream import header_values
 from harness.net import GaveUp
-from harness.sts import ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT, decode_issued
+from harness.rfc8693 import ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT
+from harness.sts import decode_issued
+from harness.sts_fault import StsFault
 
 SECRET = "okta-client-secret-for-tests"
 HTTP_TIMEOUT = 10
 REEXCHANGE_DEADLINE = 20  # seconds; the cached exchanges below live about 3 s
 
 
-@pytest.fixture(scope="module")
-def sts(make_sts: Callable[..., SecurityTokenService], idp: IdentityProvider, resource: str) -> SecurityTokenService:
-    return make_sts(idp, subject_audiences=[resource], clients={"mcp-filter": SECRET})
+pytestmark = pytest.mark.usefixtures("sts_restored")
 
 
 @pytest.fixture(scope="module")
-def backend(make_backend: Callable[..., BackendApi], sts: SecurityTokenService) -> BackendApi:
-    return make_backend(sts)
+def exchange() -> ExchangeProfile:
+    return OKTA
 
 
 @pytest.fixture(scope="module")
-def plugin_config(envoy_port: int, idp: IdentityProvider, sts: SecurityTokenService) -> dict[str, Any]:
-    return okta_plugin_config(envoy_port=envoy_port, idp_port=idp.port, sts_port=sts.port)
-
-
-@pytest.fixture(scope="module")
-def envoy_options(sts: SecurityTokenService) -> dict[str, Any]:
-    return okta_envoy_options(sts.port, SECRET)
-
-
-@pytest.fixture(autouse=True)
-def _normal_sts(sts: SecurityTokenService) -> Iterator[None]:
-    sts.set_mode("ok")
-    yield
-    sts.set_mode("ok")
-    sts.token_lifetime = 300
+def sts_secret() -> str:
+    return SECRET
 
 
 def _issued_for(sts: SecurityTokenService, sub: str) -> list[str]:
@@ -158,7 +144,7 @@ def test_concurrent_burst_on_separate_connections(envoy: Envoy, idp: IdentityPro
     worker makes at most one call, the others wait for it."""
     token = mint(idp, "te-burst")
     marker = new_marker()
-    sts.set_mode("slow", delay=0.5)
+    sts.set_fault(StsFault.slow(0.5))
     start = threading.Barrier(10)
     statuses: list[int] = []
 
@@ -184,7 +170,7 @@ def test_concurrent_burst_on_one_http2_connection(envoy: Envoy, idp: IdentityPro
                                                   sts: SecurityTokenService) -> None:
     """Ten concurrent streams on one HTTP/2 connection: one worker, one exchange for all."""
     token = mint(idp, "te-h2")
-    sts.set_mode("slow", delay=0.5)
+    sts.set_fault(StsFault.slow(0.5))
 
     async def burst() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=1)
@@ -287,9 +273,9 @@ def test_no_token_or_secret_in_envoy_log(http: httpx.Client, envoy: Envoy, idp: 
                                          sts: SecurityTokenService) -> None:
     """Neither the clients' tokens, nor the backend tokens, nor the client secret (raw or as a
     Basic credential) may be written to Envoy's log."""
-    sts.set_mode("reject")  # a refused exchange is logged too
+    sts.set_fault(StsFault.reject())  # a refused exchange is logged too
     assert http.get("/echo", headers=bearer(mint(idp, "te-log-rejected"))).status_code == 401
-    sts.set_mode("ok")
+    sts.clear_fault()
     last = mint(idp, "te-log")
     assert http.get("/echo", headers=bearer(last)).status_code == 200
     envoy.wait_for_audit(lambda a: a.get("token_sha256") == token_fingerprint(last))

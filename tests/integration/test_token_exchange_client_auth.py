@@ -19,7 +19,8 @@ from harness import Envoy, IdentityProvider, McpUpstream, SecurityTokenService, 
 from harness.checks import bearer, json_body, new_marker, token_fingerprint
 from harness.exchange import SECRET_ENV, mint, okta_envoy_options, okta_plugin_config, upstream_authorization
 from harness.mcp_upstream import header_values
-from harness.sts import JWT_TOKEN_TYPE, decode_issued
+from harness.rfc8693 import JWT_TOKEN_TYPE
+from harness.sts import decode_issued
 
 SECRET = "p@ss: w/rd+%&=ü"
 TIMEOUT = 10
@@ -67,7 +68,7 @@ def _request(envoy: Envoy, token: str, marker: str | None = None,
 
 # Both client authentication methods, with the secret from Envoy's process environment
 # (host_env_keys, as the shipped file does) and given in the Envoy configuration (key_values).
-SOURCES = {
+SOURCES: dict[str, dict[str, Any]] = {
     "host_env_keys": {"env": {SECRET_ENV: SECRET}},
     "key_values": {"env": {SECRET_ENV: None}, "vm_env": {"key_values": {SECRET_ENV: SECRET}}},
 }

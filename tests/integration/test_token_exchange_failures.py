@@ -8,16 +8,14 @@ token and the secret, so it stays last.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
-
 import httpx
 import pytest
 
 from harness import Envoy, IdentityProvider, McpUpstream, SecurityTokenService, prm_url, wait_until
 from harness.checks import bearer, json_body, new_marker, token_fingerprint
 from harness.envoy import AUDIT_MARK
-from harness.exchange import mint, okta_envoy_options, okta_plugin_config, upstream_authorization
+from harness.exchange import OKTA, ExchangeProfile, mint, upstream_authorization
+from harness.sts_fault import StsFault
 
 SECRET = "okta-client-secret-for-failure-tests"
 CLIENT_TIMEOUT = 10  # the bound for "never hangs": the filter must answer well before it
@@ -33,29 +31,17 @@ def refused(code: str | None) -> tuple[str, str]:
     return ("access_denied", f"token exchange refused ({code})" if code else "token exchange refused")
 
 
-@pytest.fixture(scope="module")
-def sts(make_sts: Callable[..., SecurityTokenService], idp: IdentityProvider, resource: str) -> SecurityTokenService:
-    return make_sts(idp, subject_audiences=[resource], clients={"mcp-filter": SECRET})
+pytestmark = pytest.mark.usefixtures("sts_restored")
 
 
 @pytest.fixture(scope="module")
-def plugin_config(envoy_port: int, idp: IdentityProvider, sts: SecurityTokenService) -> dict[str, Any]:
-    config = okta_plugin_config(envoy_port=envoy_port, idp_port=idp.port, sts_port=sts.port)
-    config["token_exchange"]["token_endpoint"]["timeout"] = "1s"
-    return config
+def exchange() -> ExchangeProfile:
+    return OKTA.with_timeout("1s")
 
 
 @pytest.fixture(scope="module")
-def envoy_options(sts: SecurityTokenService) -> dict[str, Any]:
-    return okta_envoy_options(sts.port, SECRET)
-
-
-@pytest.fixture(autouse=True)
-def _sts_restored(sts: SecurityTokenService) -> Iterator[None]:
-    yield
-    sts.start()
-    sts.set_mode("ok")
-    sts.token_type = "Bearer"
+def sts_secret() -> str:
+    return SECRET
 
 
 def _expect_denial(http: httpx.Client, envoy: Envoy, idp: IdentityProvider, upstream: McpUpstream, *,
@@ -81,7 +67,7 @@ def _expect_denial(http: httpx.Client, envoy: Envoy, idp: IdentityProvider, upst
 def test_invalid_grant_is_401_with_challenge(http: httpx.Client, envoy: Envoy, envoy_port: int,
                                              idp: IdentityProvider, sts: SecurityTokenService,
                                              upstream: McpUpstream) -> None:
-    sts.set_mode("reject")
+    sts.set_fault(StsFault.reject())
     response = _expect_denial(http, envoy, idp, upstream, status=401, body=REJECTED, reason="exchange_rejected",
                               sub="tf-rejected")
     assert response.headers.get_list("www-authenticate") == [
@@ -100,30 +86,30 @@ def test_invalid_grant_is_401_with_challenge(http: httpx.Client, envoy: Envoy, e
 def test_other_4xx_is_403_refused(http: httpx.Client, envoy: Envoy, idp: IdentityProvider,
                                   sts: SecurityTokenService, upstream: McpUpstream,
                                   status: int, code: str, expected: tuple[str, str]) -> None:
-    sts.set_mode("refuse", status=status, error=code)
+    sts.set_fault(StsFault.refuse(status, code))
     response = _expect_denial(http, envoy, idp, upstream, status=403, body=expected, reason="exchange_refused",
                               sub=f"tf-refused-{code}")
     # A refusal is about the filter's standing at the STS, not the client's token: no token challenge.
     assert 'error="invalid_token"' not in response.headers.get("www-authenticate", "")
 
 
-@pytest.mark.parametrize("mode, options", [
-    ("fail", {}),  # 500
-    ("refuse", {"status": 502, "error": "bad_gateway"}),  # another 5xx
-    ("garbage", {}),  # 200, not JSON
-    ("no_access_token", {}),  # 200 JSON without access_token
-    ("non_bearer", {}),  # 200 with token_type N_A
-    ("oversized", {}),  # 200 with a valid token in a 256 KiB body
-])
+@pytest.mark.parametrize("mode, fault", [
+    ("fail", StsFault.fail()),  # 500
+    ("refuse", StsFault.refuse(502, "bad_gateway")),  # another 5xx
+    ("garbage", StsFault.garbage()),  # 200, not JSON
+    ("no_access_token", StsFault.no_access_token()),  # 200 JSON without access_token
+    ("non_bearer", StsFault.non_bearer()),  # 200 with token_type N_A
+    ("oversized", StsFault.oversized()),  # 200 with a valid token in a 256 KiB body
+], ids=["fail", "refuse", "garbage", "no_access_token", "non_bearer", "oversized"])
 def test_unusable_answer_is_502(http: httpx.Client, envoy: Envoy, idp: IdentityProvider, sts: SecurityTokenService,
-                                upstream: McpUpstream, mode: str, options: dict[str, Any]) -> None:
-    sts.set_mode(mode, **options)
+                                upstream: McpUpstream, mode: str, fault: StsFault) -> None:
+    sts.set_fault(fault)
     _expect_denial(http, envoy, idp, upstream, status=502, body=FAILED, reason="exchange_failed", sub=f"tf-{mode}")
 
 
 def test_sts_503_is_503_with_retry_after(http: httpx.Client, envoy: Envoy, idp: IdentityProvider,
                                          sts: SecurityTokenService, upstream: McpUpstream) -> None:
-    sts.set_mode("unavailable")
+    sts.set_fault(StsFault.unavailable())
     response = _expect_denial(http, envoy, idp, upstream, status=503, body=UNAVAILABLE,
                               reason="exchange_unavailable", sub="tf-503")
     assert response.headers.get("retry-after") == "1"
@@ -131,7 +117,7 @@ def test_sts_503_is_503_with_retry_after(http: httpx.Client, envoy: Envoy, idp: 
 
 def test_sts_504_is_504(http: httpx.Client, envoy: Envoy, idp: IdentityProvider, sts: SecurityTokenService,
                         upstream: McpUpstream) -> None:
-    sts.set_mode("gateway_timeout")
+    sts.set_fault(StsFault.gateway_timeout())
     _expect_denial(http, envoy, idp, upstream, status=504, body=TIMED_OUT, reason="exchange_timeout", sub="tf-504")
 
 
@@ -139,7 +125,7 @@ def test_slow_sts_times_out_into_504(http: httpx.Client, envoy: Envoy, idp: Iden
                                      sts: SecurityTokenService, upstream: McpUpstream) -> None:
     # The deadline is 1 s, the STS answers after 3 s; the client gives up after CLIENT_TIMEOUT
     # (http's timeout), so a hung request fails the test with a ReadTimeout.
-    sts.set_mode("slow", delay=3)
+    sts.set_fault(StsFault.slow(3))
     _expect_denial(http, envoy, idp, upstream, status=504, body=TIMED_OUT, reason="exchange_timeout",
                    sub="tf-slow")
 
@@ -165,7 +151,7 @@ def test_sts_down_is_503_then_recovers(http: httpx.Client, envoy: Envoy, idp: Id
 
 def test_token_type_compared_case_insensitively(http: httpx.Client, idp: IdentityProvider,
                                                 sts: SecurityTokenService, upstream: McpUpstream) -> None:
-    sts.token_type = "bearer"
+    sts.set_fault(StsFault.patched(token_type="bearer"))
     token, marker = mint(idp, "tf-lowercase-bearer"), new_marker()
     assert http.get("/echo", headers=bearer(token, marker)).status_code == 200
     (call,) = sts.calls_with_subject_token(token)
@@ -175,9 +161,9 @@ def test_token_type_compared_case_insensitively(http: httpx.Client, idp: Identit
 def test_failure_is_not_remembered(http: httpx.Client, idp: IdentityProvider, sts: SecurityTokenService) -> None:
     """A failed exchange is not cached as a failure: the same token works once the STS does."""
     token = mint(idp, "tf-retry")
-    sts.set_mode("fail")
+    sts.set_fault(StsFault.fail())
     assert http.get("/echo", headers=bearer(token)).status_code == 502
-    sts.set_mode("ok")
+    sts.clear_fault()
     wait_until(lambda: all(http.get("/echo", headers=bearer(token)).status_code == 200 for _ in range(4)),
                RECOVERY_DEADLINE, interval=0.25, what="the same token to succeed once the STS answers")
 

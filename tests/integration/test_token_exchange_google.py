@@ -8,7 +8,7 @@ from sts.googleapis.com:443 (TLS) to the local test STS (plain HTTP).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -17,40 +17,29 @@ import pytest
 
 from harness import BackendApi, Envoy, IdentityProvider, McpUpstream, SecurityTokenService, free_port, prm_url
 from harness.checks import bearer, json_body, new_marker, token_fingerprint
-from harness.exchange import google_envoy_options, google_plugin_config, mint, upstream_authorization
+from harness.exchange import (
+    GOOGLE,
+    ExchangeProfile,
+    google_envoy_options,
+    google_plugin_config,
+    mint,
+    upstream_authorization,
+)
 from harness.mcp_client import mcp_session
-from harness.sts import ACCESS_TOKEN_TYPE, GOOGLE_AUDIENCE, GOOGLE_SCOPES, ID_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT
+from harness.rfc8693 import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT
+from harness.sts import GOOGLE_AUDIENCE, GOOGLE_SCOPES
 
 TIMEOUT = 10
 
 
+pytestmark = pytest.mark.usefixtures("sts_restored")
+
+
 @pytest.fixture(scope="module")
-def sts(make_sts: Callable[..., SecurityTokenService], idp: IdentityProvider, resource: str) -> SecurityTokenService:
+def exchange() -> ExchangeProfile:
     # Google's STS needs no client: the workload identity pool provider trusts the IdP's issuer
-    # and accepts ID tokens for the MCP resource.
-    return make_sts(idp, subject_audiences=[resource], clients={})
-
-
-@pytest.fixture(scope="module")
-def backend(make_backend: Callable[..., BackendApi], sts: SecurityTokenService) -> BackendApi:
-    return make_backend(sts, profile="google")
-
-
-@pytest.fixture(scope="module")
-def plugin_config(envoy_port: int, idp: IdentityProvider, sts: SecurityTokenService) -> dict[str, Any]:
-    return google_plugin_config(envoy_port=envoy_port, idp_port=idp.port, sts_port=sts.port)
-
-
-@pytest.fixture(scope="module")
-def envoy_options(sts: SecurityTokenService) -> dict[str, Any]:
-    return google_envoy_options(sts.port)
-
-
-@pytest.fixture(autouse=True)
-def _normal_sts(sts: SecurityTokenService) -> Iterator[None]:
-    yield
-    sts.set_mode("ok")
-    sts.google_subject_audiences = None
+    # and accepts ID tokens for the MCP resource. The backend resolves opaque ya29. tokens.
+    return GOOGLE
 
 
 def test_id_token_exchanged_for_google_token_end_to_end(envoy: Envoy, idp: IdentityProvider,
