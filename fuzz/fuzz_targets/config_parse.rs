@@ -3,8 +3,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_auth_core::authenticator::{Authenticator, Authorization, Keyring, Request};
+use mcp_auth_core::authenticator::Authenticator;
 use mcp_auth_core::config::Config;
+use mcp_auth_core::keyring::Keyring;
+use mcp_auth_core::request::{Authorization, Request};
+use mcp_auth_core::time::UnixMillis;
 use mcp_auth_core::token_exchange::TokenExchanger;
 
 fuzz_target!(|data: &[u8]| {
@@ -32,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
             authorization,
             is_cors_preflight: false,
         };
-        let _ = auth.decide(&request, &keyring, 1_800_000_000_000);
+        let _ = auth.decide(&request, &keyring, UnixMillis(1_800_000_000_000));
     }
     if let Some(x) = exchange {
         let x = TokenExchanger::new(x);

@@ -2,9 +2,12 @@
 //! whatever parses has claims that the time checks and claim-to-header paths handle.
 #![no_main]
 
+use std::time::Duration;
+
 use libfuzzer_sys::fuzz_target;
-use mcp_auth_core::authenticator::bearer_token;
-use mcp_auth_core::jwt;
+use mcp_auth_core::jwt::{self, MAX_NUMERIC_DATE};
+use mcp_auth_core::request::bearer_token;
+use mcp_auth_core::time::UnixSeconds;
 
 const NOW: u64 = 1_800_000_000;
 
@@ -13,8 +16,14 @@ fuzz_target!(|data: &[u8]| {
     for max in [16_384, 1 << 20] {
         if let Ok(token) = jwt::parse(&text, max) {
             let claims = &token.claims;
+            // A NumericDate past year 9999 makes the token malformed, so none is parsed.
+            for date in [claims.exp, claims.nbf, claims.iat].into_iter().flatten() {
+                assert!(date.0 <= MAX_NUMERIC_DATE, "{date:?}");
+            }
             for (now, skew) in [(NOW, 60), (0, 0), (u64::MAX, u64::MAX), (NOW, 3600)] {
-                let _ = claims.check_time(now, skew);
+                for max_lifetime in [None, Some(Duration::from_secs(300)), Some(Duration::MAX)] {
+                    let _ = claims.check_time(UnixSeconds(now), skew, max_lifetime);
+                }
             }
             let _ = claims.has_audience_in(&["a".to_string()]);
             for path in [&["sub"][..], &["org", "id"], &["groups"], &["exp"], &[""]] {

@@ -5,10 +5,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use mcp_auth_core::config::Config;
+use mcp_auth_core::time::{UnixMillis, UnixSeconds};
 use mcp_auth_core::token_exchange::TokenExchanger;
 use serde_json::json;
 
-const NOW_MS: u64 = 1_800_000_000_000;
+const NOW_MS: UnixMillis = UnixMillis(1_800_000_000_000);
 
 fn exchanger() -> TokenExchanger {
     let doc = json!({
@@ -45,10 +46,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((exp, body)) = rest.split_first_chunk::<8>() else {
         return;
     };
-    let subject_exp = match u64::from_be_bytes(*exp) {
-        e if e % 2 == 0 => NOW_MS / 1000 + e % 100_000,
+    let subject_exp = UnixSeconds(match u64::from_be_bytes(*exp) {
+        e if e % 2 == 0 => NOW_MS.seconds().0 + e % 100_000,
         e => e,
-    };
+    });
     let mut x = exchanger();
     let key = x.key(&mcp_auth_core::token_cache::token_hash("subject"));
     if let Ok(got) = x.accept(key, status, body, NOW_MS, subject_exp) {
@@ -57,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
         if let Some(until) = got.cached_until {
             assert!(until > NOW_MS);
             assert!(
-                until <= subject_exp.saturating_mul(1000),
+                until <= subject_exp.millis(),
                 "cached past the subject's exp"
             );
             assert_eq!(x.cached(&key, NOW_MS), Some(got.token.as_str()));

@@ -1,45 +1,22 @@
 //! The decision for one request, given its head, the keys at hand and the time.
 //!
 //! Cheap checks run before the signature (a flood of expired or foreign tokens costs no RSA),
-//! and the decision can be "wait": the keys are loading, or the token names a `kid` we do not
-//! know yet and a refetch is allowed. The proxy-wasm layer parks the request and asks again
-//! when the keys change.
+//! and the decision can be "keys needed": none are loaded yet, or the token names a `kid` we
+//! do not know. The proxy-wasm layer then looks at what the other workers did, waits for a
+//! fetch or refuses, and asks again when the keys change.
 
-use crate::config::{Config, KeySource};
-use crate::jwks::{KeyLookup, KeySet, SignatureError};
-use crate::jwks_cache::{Availability, FetchRequest, JwksCache};
-use crate::jwt::{self, TokenError, UnverifiedToken};
-use crate::response::{DenyReason, LocalResponse, Responses};
 use std::rc::Rc;
 
 use crate::cache::Digest;
+use crate::config::{Config, ProviderId};
+use crate::jwks::{KeyLookup, SignatureError, Thumbprint};
+use crate::jwks_cache::Availability;
+use crate::jwt::{self, TokenError, UnverifiedToken};
+use crate::keyring::Keyring;
+use crate::request::{bearer_token, is_plain_path, path_without_query, Authorization, Request};
+use crate::response::{DenyReason, LocalResponse, Responses};
+use crate::time::UnixMillis;
 use crate::token_cache::{token_hash, Identity, VerifiedToken, VerifiedTokenCache};
-
-/// The parts of a request the decision depends on.
-#[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
-    pub method: &'a str,
-    /// `:path`, query included.
-    pub path: &'a str,
-    pub authorization: Authorization<'a>,
-    /// `OPTIONS` with `Origin` and `Access-Control-Request-Method`: a CORS preflight, which
-    /// browsers send without credentials.
-    pub is_cors_preflight: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Authorization<'a> {
-    Absent,
-    Present(&'a str),
-    /// More than one `Authorization` header: ambiguous, refused.
-    Repeated,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitFor {
-    FirstKeys,
-    UnknownKid,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -47,99 +24,57 @@ pub enum Decision {
     Respond(LocalResponse),
     /// Forwarded without authentication (bypass path or CORS preflight).
     Bypass,
-    Allow {
-        identity: Rc<Identity>,
-        /// SHA-256 of the token: the audit fingerprint and the base of the exchange cache key.
-        token_hash: Digest,
-        cache_hit: bool,
-    },
-    Deny {
-        reason: DenyReason,
-        response: LocalResponse,
-        identity: Option<Rc<Identity>>,
-        token_hash: Option<Digest>,
-    },
-    /// Keys are needed from this provider first.
-    Wait { provider: usize, wait_for: WaitFor },
+    Allow(Authenticated),
+    Deny(Denial),
+    /// A provider's keys are needed before the token can be judged.
+    NeedKeys(KeyNeed),
 }
 
-/// Keys of every provider, local or remote, in configuration order.
-pub struct Keyring {
-    providers: Vec<ProviderKeys>,
+/// A caller whose token was verified, with what the later steps need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub identity: Rc<Identity>,
+    /// SHA-256 of the token: the audit fingerprint and the base of the exchange cache key.
+    pub token_hash: Digest,
+    /// The token itself: the subject token of a token exchange.
+    pub token: String,
+    pub cache_hit: bool,
 }
 
-enum ProviderKeys {
-    Local(KeySet),
-    Remote(Box<JwksCache>),
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: DenyReason,
+    pub response: LocalResponse,
+    /// The caller, when the token was verified before the request was refused.
+    pub identity: Option<Rc<Identity>>,
+    pub token_hash: Option<Digest>,
 }
 
-impl Keyring {
-    pub fn new(config: &Config) -> Keyring {
-        let providers = config
-            .providers
-            .iter()
-            .map(|p| match &p.keys {
-                KeySource::Local(set) => ProviderKeys::Local(set.clone()),
-                KeySource::Remote(r) => ProviderKeys::Remote(Box::new(JwksCache::new(r.clone()))),
-            })
-            .collect();
-        Keyring { providers }
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyNeed {
+    pub provider: ProviderId,
+    pub kind: KeyNeedKind,
+    pub token_hash: Digest,
+}
 
-    pub fn len(&self) -> usize {
-        self.providers.len()
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyNeedKind {
+    /// No keys yet; a fetch is under way or may start: wait for it.
+    FirstKeys,
+    /// The token's `kid` is unknown; a refetch is under way or may start: wait for it.
+    UnknownKid,
+    /// No keys, and the last fetch failed recently: refused (503) unless another worker has
+    /// keys.
+    KeysUnavailable,
+    /// The `kid` is unknown and no refetch may start now: refused unless another worker has
+    /// newer keys.
+    KeyNotFound,
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.providers.is_empty()
-    }
-
-    pub fn keys(&self, provider: usize) -> Option<&KeySet> {
-        match self.providers.get(provider)? {
-            ProviderKeys::Local(set) => Some(set),
-            ProviderKeys::Remote(cache) => cache.keys(),
-        }
-    }
-
-    pub fn remote(&self, provider: usize) -> Option<&JwksCache> {
-        match self.providers.get(provider)? {
-            ProviderKeys::Remote(cache) => Some(cache),
-            ProviderKeys::Local(_) => None,
-        }
-    }
-
-    pub fn remote_mut(&mut self, provider: usize) -> Option<&mut JwksCache> {
-        match self.providers.get_mut(provider)? {
-            ProviderKeys::Remote(cache) => Some(cache),
-            ProviderKeys::Local(_) => None,
-        }
-    }
-
-    fn availability(&self, provider: usize, now_ms: u64) -> Availability {
-        match self.providers.get(provider) {
-            Some(ProviderKeys::Local(_)) => Availability::Ready,
-            Some(ProviderKeys::Remote(cache)) => cache.availability(now_ms),
-            None => Availability::Unavailable,
-        }
-    }
-
-    fn may_refetch_for_unknown_kid(&self, provider: usize, now_ms: u64) -> bool {
-        self.remote(provider)
-            .is_some_and(|c| c.may_refetch_for_unknown_kid(now_ms))
-    }
-
-    /// The fetch to start for a request that must wait, if one is not already in flight.
-    pub fn fetch_for(
-        &mut self,
-        provider: usize,
-        wait_for: WaitFor,
-        now_ms: u64,
-    ) -> Option<FetchRequest> {
-        let cache = self.remote_mut(provider)?;
-        match wait_for {
-            WaitFor::FirstKeys => cache.due_fetch(now_ms),
-            WaitFor::UnknownKid => cache.refetch_for_unknown_kid(now_ms),
-        }
+impl KeyNeed {
+    /// Whether the request may wait for a fetch (rather than be refused).
+    pub fn may_wait(&self) -> bool {
+        matches!(self.kind, KeyNeedKind::FirstKeys | KeyNeedKind::UnknownKid)
     }
 }
 
@@ -166,11 +101,12 @@ impl Authenticator {
         &self.responses
     }
 
-    pub fn cached_tokens(&self) -> usize {
-        self.cache.len()
-    }
-
-    pub fn decide(&mut self, request: &Request<'_>, keyring: &Keyring, now_ms: u64) -> Decision {
+    pub fn decide(
+        &mut self,
+        request: &Request<'_>,
+        keyring: &Keyring,
+        now: UnixMillis,
+    ) -> Decision {
         if let Some(response) = self.responses.metadata(request.method, request.path) {
             return Decision::Respond(response);
         }
@@ -178,28 +114,19 @@ impl Authenticator {
             return Decision::Bypass;
         }
         let token = match request.authorization {
-            Authorization::Absent => return self.deny(DenyReason::MissingToken, None, None),
-            Authorization::Repeated => return self.deny(DenyReason::InvalidRequest, None, None),
+            Authorization::Absent => return self.deny(DenyReason::MissingToken, None),
+            Authorization::Repeated => return self.deny(DenyReason::InvalidRequest, None),
             Authorization::Present(value) => match bearer_token(value) {
                 Some(t) => t,
-                None => return self.deny(DenyReason::InvalidRequest, None, None),
+                None => return self.deny(DenyReason::InvalidRequest, None),
             },
         };
         let hash = token_hash(token);
-        let now_s = now_ms / 1000;
 
         if let Some(hit) = self.cache.get(&hash) {
-            let skew = self.provider_skew(hit.identity.provider);
-            let time_ok = now_s < hit.identity.expires_at.saturating_add(skew)
-                && hit.nbf.is_none_or(|nbf| now_s.saturating_add(skew) >= nbf);
-            let key_still_published = match (&hit.kid, keyring.keys(hit.identity.provider)) {
-                (Some(kid), Some(keys)) => keys.contains_kid(kid),
-                (None, Some(_)) => true,
-                (_, None) => false,
-            };
-            if time_ok && key_still_published {
+            if self.still_valid(hit, keyring, now) {
                 let identity = Rc::clone(&hit.identity);
-                return self.authorize(identity, hash, true);
+                return self.authorize(identity, hash, token, true);
             }
             // Stale entry: drop it and decide from scratch (which names the precise reason).
             self.cache.remove(&hash);
@@ -207,81 +134,100 @@ impl Authenticator {
 
         let parsed = match jwt::parse(token, self.config.max_token_bytes) {
             Ok(p) => p,
-            Err(e) => return self.deny(DenyReason::Token(e), None, Some(hash)),
+            Err(e) => return self.deny(DenyReason::Token(e), Some(hash)),
         };
-        match self.verify(&parsed, token, keyring, now_ms) {
-            Ok(provider) => {
+        match self.verify(&parsed, token, keyring, now) {
+            Ok((provider, key)) => {
                 let identity = Rc::new(self.identity(provider, &parsed));
                 let verified = VerifiedToken {
                     identity: Rc::clone(&identity),
                     nbf: parsed.claims.nbf,
-                    kid: parsed.kid.clone(),
-                    alg: parsed.alg,
+                    key,
                 };
                 self.cache.insert(hash, verified);
-                self.authorize(identity, hash, false)
+                self.authorize(identity, hash, token, false)
             }
-            Err(Verification::Wait(provider, wait_for)) => Decision::Wait { provider, wait_for },
-            Err(Verification::Deny(reason)) => self.deny(reason, None, Some(hash)),
+            Err(Verification::NeedKeys(provider, kind)) => Decision::NeedKeys(KeyNeed {
+                provider,
+                kind,
+                token_hash: hash,
+            }),
+            Err(Verification::Deny(reason)) => self.deny(reason, Some(hash)),
         }
     }
 
-    /// Signature and claims; `Ok` carries the provider's index.
+    /// A cached token is still good: its time window (with the provider's skew) and the key
+    /// that verified it, which must still be published.
+    fn still_valid(&self, hit: &VerifiedToken, keyring: &Keyring, now: UnixMillis) -> bool {
+        let now_s = now.seconds();
+        let skew = self
+            .config
+            .provider(hit.identity.provider)
+            .map_or(0, |p| p.clock_skew_seconds);
+        let time_ok = now_s < hit.identity.expires_at.plus(skew)
+            && hit.nbf.is_none_or(|nbf| now_s.plus(skew) >= nbf);
+        let key_published = keyring
+            .keys(hit.identity.provider)
+            .is_some_and(|keys| keys.contains_thumbprint(&hit.key));
+        time_ok && key_published
+    }
+
+    /// Signature and claims; `Ok` carries the provider and the key that verified the token.
     fn verify(
         &self,
         token: &UnverifiedToken,
         raw: &str,
         keyring: &Keyring,
-        now_ms: u64,
-    ) -> Result<usize, Verification> {
+        now: UnixMillis,
+    ) -> Result<(ProviderId, Thumbprint), Verification> {
         let claims = &token.claims;
         let deny = |e: TokenError| Verification::Deny(DenyReason::Token(e));
-        let (provider_index, provider) = claims
+        let (provider_id, provider) = claims
             .iss
             .as_deref()
             .and_then(|iss| self.config.provider_for_issuer(iss))
             .ok_or(deny(TokenError::IssuerNotTrusted))?;
         claims
-            .check_time(now_ms / 1000, provider.clock_skew_seconds)
+            .check_time(
+                now.seconds(),
+                provider.clock_skew_seconds,
+                provider.max_lifetime,
+            )
             .map_err(deny)?;
         if !claims.has_audience_in(&provider.audiences) {
             return Err(deny(TokenError::AudienceNotAccepted));
         }
-        let keys = match keyring.availability(provider_index, now_ms) {
-            Availability::Ready => keyring.keys(provider_index),
-            Availability::Loading => {
-                return Err(Verification::Wait(provider_index, WaitFor::FirstKeys))
-            }
+        let need = |kind| Verification::NeedKeys(provider_id, kind);
+        let keys = match keyring.availability(provider_id, now) {
+            Availability::Ready => keyring.keys(provider_id),
+            Availability::Loading => return Err(need(KeyNeedKind::FirstKeys)),
             Availability::Unavailable => None,
         }
-        .ok_or(Verification::Deny(DenyReason::JwksUnavailable))?;
+        .ok_or(need(KeyNeedKind::KeysUnavailable))?;
         let candidates = match keys.lookup(token.kid.as_deref(), token.alg) {
             KeyLookup::Candidates(c) => c,
             KeyLookup::AlgorithmMismatch => return Err(deny(TokenError::AlgorithmMismatch)),
             KeyLookup::UnknownKey => {
-                return Err(
-                    if keyring.may_refetch_for_unknown_kid(provider_index, now_ms) {
-                        Verification::Wait(provider_index, WaitFor::UnknownKid)
-                    } else {
-                        deny(TokenError::KeyNotFound)
-                    },
-                )
+                return Err(if keyring.may_refetch_for_unknown_kid(provider_id, now) {
+                    need(KeyNeedKind::UnknownKid)
+                } else {
+                    need(KeyNeedKind::KeyNotFound)
+                })
             }
         };
         let mut failure = TokenError::SignatureInvalid;
         for key in candidates {
             match key.verify(token.alg, raw) {
-                Ok(()) => return Ok(provider_index),
+                Ok(verified_by) => return Ok((provider_id, verified_by.thumbprint())),
                 Err(SignatureError::Invalid) => {}
                 Err(SignatureError::KeyMismatch) => failure = TokenError::AlgorithmMismatch,
-                Err(SignatureError::Unreadable) => failure = TokenError::Malformed,
             }
         }
         Err(deny(failure))
     }
 
-    fn identity(&self, provider: usize, token: &UnverifiedToken) -> Identity {
-        let p = self.config.providers.get(provider);
+    fn identity(&self, provider: ProviderId, token: &UnverifiedToken) -> Identity {
+        let p = self.config.provider(provider);
         let claims = &token.claims;
         let headers = p
             .map(|p| p.claim_to_headers.as_slice())
@@ -295,38 +241,49 @@ impl Authenticator {
             subject: claims.sub.clone(),
             client_id: claims.client_id.clone(),
             scopes: claims.scopes.clone(),
-            expires_at: claims.exp.unwrap_or(0),
+            expires_at: claims.exp.unwrap_or_default(),
             headers,
         }
     }
 
-    fn authorize(&self, identity: Rc<Identity>, token_hash: Digest, cache_hit: bool) -> Decision {
+    fn authorize(
+        &self,
+        identity: Rc<Identity>,
+        token_hash: Digest,
+        token: &str,
+        cache_hit: bool,
+    ) -> Decision {
         let missing_scope = self
             .config
             .required_scopes
             .iter()
             .any(|s| !identity.scopes.contains(s));
         if missing_scope {
-            return self.deny(
+            return Decision::Deny(self.deny_with(
                 DenyReason::InsufficientScope,
                 Some(identity),
                 Some(token_hash),
-            );
+            ));
         }
-        Decision::Allow {
+        Decision::Allow(Authenticated {
             identity,
             token_hash,
+            token: token.to_string(),
             cache_hit,
-        }
+        })
     }
 
-    fn deny(
+    fn deny(&self, reason: DenyReason, token_hash: Option<Digest>) -> Decision {
+        Decision::Deny(self.deny_with(reason, None, token_hash))
+    }
+
+    fn deny_with(
         &self,
         reason: DenyReason,
         identity: Option<Rc<Identity>>,
         token_hash: Option<Digest>,
-    ) -> Decision {
-        Decision::Deny {
+    ) -> Denial {
+        Denial {
             reason,
             response: self.responses.deny(reason),
             identity,
@@ -334,16 +291,25 @@ impl Authenticator {
         }
     }
 
-    /// The answer for a request whose keys never came (fetch failed or timed out).
-    pub fn keys_unavailable(&self, token_hash: Option<Digest>) -> Decision {
-        self.deny(DenyReason::JwksUnavailable, None, token_hash)
+    /// The refusal of a request whose keys are not to be had: 503 when none are loaded, the
+    /// unknown `kid` otherwise.
+    pub fn refuse(&self, need: &KeyNeed) -> Denial {
+        let reason = match need.kind {
+            KeyNeedKind::UnknownKid | KeyNeedKind::KeyNotFound => {
+                DenyReason::Token(TokenError::KeyNotFound)
+            }
+            KeyNeedKind::FirstKeys | KeyNeedKind::KeysUnavailable => DenyReason::JwksUnavailable,
+        };
+        self.deny_with(reason, None, Some(need.token_hash))
     }
 
-    fn provider_skew(&self, provider: usize) -> u64 {
-        self.config
-            .providers
-            .get(provider)
-            .map_or(0, |p| p.clock_skew_seconds)
+    /// The refusal of an authenticated request (its identity stays in the audit line).
+    pub fn deny_authenticated(&self, authenticated: Authenticated, reason: DenyReason) -> Denial {
+        self.deny_with(
+            reason,
+            Some(authenticated.identity),
+            Some(authenticated.token_hash),
+        )
     }
 
     fn bypasses(&self, request: &Request<'_>) -> bool {
@@ -353,56 +319,34 @@ impl Authenticator {
         if self.config.bypass_paths.is_empty() {
             return false;
         }
-        let path = request.path.split('?').next().unwrap_or(request.path);
+        let path = path_without_query(request.path);
         is_plain_path(path) && self.config.bypass_paths.iter().any(|m| m.matches(path))
     }
 }
 
 enum Verification {
-    Wait(usize, WaitFor),
+    NeedKeys(ProviderId, KeyNeedKind),
     Deny(DenyReason),
-}
-
-/// `Bearer <token>` (scheme case-insensitive, RFC 6750 b64token). `None` when malformed.
-pub fn bearer_token(value: &str) -> Option<&str> {
-    let value = value.trim_matches(|c| c == ' ' || c == '\t');
-    let (scheme, rest) = value.split_once([' ', '\t'])?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let token = rest.trim_start_matches([' ', '\t']);
-    let body = token.trim_end_matches('=');
-    let valid = !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        });
-    valid.then_some(token)
-}
-
-/// A path fit for bypass matching: ASCII, no dot segments, no encoded separators or dots,
-/// no backslash. Envoy normalises paths when configured to; this holds even when it is not.
-fn is_plain_path(path: &str) -> bool {
-    if !path.is_ascii() || path.contains('\\') || path.contains("//") {
-        return false;
-    }
-    if path.split('/').any(|seg| seg == "." || seg == "..") {
-        return false;
-    }
-    let lower = path.to_ascii_lowercase();
-    !(lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jwks_cache::{FetchReason, FetchStep};
     use crate::testing::*;
     use jwt_simple::prelude::*;
     use serde_json::json;
 
     const ISS: &str = "https://idp.example.com";
     const RESOURCE: &str = "https://mcp.example.com/mcp";
-    const NOW_MS: u64 = 1_800_000_000_000;
-    const NOW: u64 = NOW_MS / 1000;
+    const NOW: u64 = 1_800_000_000;
+    const NOW_MS: UnixMillis = UnixMillis(NOW * 1000);
+    const P0: ProviderId = ProviderId(0);
+
+    /// `ms` milliseconds after NOW_MS.
+    fn at(ms: u64) -> UnixMillis {
+        UnixMillis(NOW_MS.0 + ms)
+    }
 
     fn config_json(keys: serde_json::Value) -> serde_json::Value {
         json!({
@@ -485,7 +429,16 @@ mod tests {
 
     fn reason(d: &Decision) -> Option<DenyReason> {
         match d {
-            Decision::Deny { reason, .. } => Some(*reason),
+            Decision::Deny(denial) => Some(denial.reason),
+            // What the filter answers when the keys are not to be had.
+            Decision::NeedKeys(KeyNeed {
+                kind: KeyNeedKind::KeyNotFound,
+                ..
+            }) => Some(DenyReason::Token(TokenError::KeyNotFound)),
+            Decision::NeedKeys(KeyNeed {
+                kind: KeyNeedKind::KeysUnavailable,
+                ..
+            }) => Some(DenyReason::JwksUnavailable),
             _ => None,
         }
     }
@@ -495,17 +448,19 @@ mod tests {
         let (mut auth, keyring) = local_setup();
         let header = bearer(&sign(claims_at(NOW)));
         let d = auth.decide(&request(Authorization::Present(&header)), &keyring, NOW_MS);
-        let Decision::Allow {
+        let Decision::Allow(Authenticated {
             identity,
             cache_hit,
             token_hash,
-        } = d
+            token,
+        }) = d
         else {
             panic!("expected allow, got {d:?}")
         };
         assert!(!cache_hit);
         let raw = header.strip_prefix("Bearer ").unwrap();
         assert_eq!(token_hash, crate::token_cache::token_hash(raw));
+        assert_eq!(token, raw, "the subject token for an exchange");
         assert_eq!(identity.subject.as_deref(), Some("alice"));
         assert_eq!(
             identity.headers,
@@ -514,14 +469,14 @@ mod tests {
         let again = auth.decide(
             &request(Authorization::Present(&header)),
             &keyring,
-            NOW_MS + 1000,
+            at(1000),
         );
         assert!(matches!(
             again,
-            Decision::Allow {
+            Decision::Allow(Authenticated {
                 cache_hit: true,
                 ..
-            }
+            })
         ));
     }
 
@@ -531,9 +486,9 @@ mod tests {
         let header = bearer(&sign(claims_at(NOW)));
         assert!(matches!(
             auth.decide(&request(Authorization::Present(&header)), &keyring, NOW_MS),
-            Decision::Allow { .. }
+            Decision::Allow(_)
         ));
-        let later = NOW_MS + (300 + 60) * 1000;
+        let later = at((300 + 60) * 1000);
         let d = auth.decide(&request(Authorization::Present(&header)), &keyring, later);
         assert_eq!(reason(&d), Some(DenyReason::Token(TokenError::Expired)));
         // Within the skew it is still fine.
@@ -541,9 +496,9 @@ mod tests {
         let d = auth.decide(
             &request(Authorization::Present(&header)),
             &keyring,
-            later - 1000,
+            later.minus(std::time::Duration::from_secs(1)),
         );
-        assert!(matches!(d, Decision::Allow { .. }));
+        assert!(matches!(d, Decision::Allow(_)));
     }
 
     #[test]
@@ -565,15 +520,6 @@ mod tests {
         }
         let d = auth.decide(&request(Authorization::Repeated), &keyring, NOW_MS);
         assert_eq!(reason(&d), Some(DenyReason::InvalidRequest));
-    }
-
-    #[test]
-    fn bearer_scheme_parsing() {
-        assert_eq!(bearer_token("Bearer abc.def-_~+/="), Some("abc.def-_~+/="));
-        assert_eq!(bearer_token("bEaReR   abc"), Some("abc"));
-        assert_eq!(bearer_token("  Bearer abc  "), Some("abc"));
-        assert_eq!(bearer_token("Bearer a=b"), None);
-        assert_eq!(bearer_token("Bearer ==="), None);
     }
 
     #[test]
@@ -615,7 +561,7 @@ mod tests {
         audiences.insert(RESOURCE.to_string());
         let header = bearer(&sign(claims_at(NOW).with_audiences(audiences)));
         let d = auth.decide(&request(Authorization::Present(&header)), &keyring, NOW_MS);
-        assert!(matches!(d, Decision::Allow { .. }), "{d:?}");
+        assert!(matches!(d, Decision::Allow(_)), "{d:?}");
     }
 
     #[test]
@@ -704,12 +650,12 @@ mod tests {
         claims.custom.scp = Some(vec!["other".into()]);
         let header = bearer(&sign(claims));
         let d = auth.decide(&request(Authorization::Present(&header)), &keyring, NOW_MS);
-        let Decision::Deny {
+        let Decision::Deny(Denial {
             reason,
             response,
             identity,
             ..
-        } = d
+        }) = d
         else {
             panic!("expected deny")
         };
@@ -752,41 +698,51 @@ mod tests {
         ));
     }
 
+    fn need(d: &Decision) -> Option<KeyNeedKind> {
+        match d {
+            Decision::NeedKeys(need) => Some(need.kind),
+            _ => None,
+        }
+    }
+
+    /// Starts a fetch of provider 0's keys and answers it with `keys`.
+    fn fetch_and_answer(keyring: &mut Keyring, reason: FetchReason, now: UnixMillis, keys: &[u8]) {
+        let cache = keyring.remote_mut(P0).unwrap();
+        cache.start(now, reason);
+        cache.on_response(now, FetchStep::Jwks, Some(200), None, keys);
+    }
+
     #[test]
     fn remote_keys_make_requests_wait_then_decide() {
         let (mut auth, mut keyring) = remote_setup(json!({}));
         let header = bearer(&sign(claims_at(NOW)));
         let req = request(Authorization::Present(&header));
-        assert_eq!(
-            auth.decide(&req, &keyring, NOW_MS),
-            Decision::Wait {
-                provider: 0,
-                wait_for: WaitFor::FirstKeys
-            }
-        );
+        let d = auth.decide(&req, &keyring, NOW_MS);
+        assert_eq!(need(&d), Some(KeyNeedKind::FirstKeys));
+        let Decision::NeedKeys(first) = d else {
+            unreachable!()
+        };
+        assert_eq!(first.provider, P0);
         // Cheap checks happen before waiting: an expired token is refused at once.
         let expired = bearer(&sign(claims_at(NOW - 1000)));
         let d = auth.decide(&request(Authorization::Present(&expired)), &keyring, NOW_MS);
         assert_eq!(reason(&d), Some(DenyReason::Token(TokenError::Expired)));
 
-        let fetch = keyring.fetch_for(0, WaitFor::FirstKeys, NOW_MS).unwrap();
+        let cache = keyring.remote_mut(P0).unwrap();
+        assert_eq!(cache.due_fetch(NOW_MS), Some(FetchReason::Scheduled));
+        let fetch = cache.start(NOW_MS, FetchReason::Scheduled);
         assert_eq!(fetch.cluster, "idp");
-        assert_eq!(
-            keyring.fetch_for(0, WaitFor::FirstKeys, NOW_MS),
-            None,
-            "already in flight"
-        );
-        let cache = keyring.remote_mut(0).unwrap();
+        assert_eq!(cache.due_fetch(NOW_MS), None, "already in flight");
         cache.on_response(
             NOW_MS,
-            false,
+            FetchStep::Jwks,
             Some(200),
             None,
             &jwks(vec![rsa_jwk(rsa(), "rsa-1", None)]),
         );
         assert!(matches!(
             auth.decide(&req, &keyring, NOW_MS),
-            Decision::Allow { .. }
+            Decision::Allow(_)
         ));
     }
 
@@ -795,68 +751,63 @@ mod tests {
         let (mut auth, mut keyring) = remote_setup(json!({}));
         let header = bearer(&sign(claims_at(NOW)));
         let req = request(Authorization::Present(&header));
-        keyring.fetch_for(0, WaitFor::FirstKeys, NOW_MS).unwrap();
-        keyring
-            .remote_mut(0)
-            .unwrap()
-            .on_failure(NOW_MS, "refused".into());
-        let d = auth.decide(&req, &keyring, NOW_MS + 10);
+        let cache = keyring.remote_mut(P0).unwrap();
+        cache.start(NOW_MS, FetchReason::Scheduled);
+        cache.on_failure(NOW_MS, crate::jwks_cache::FetchFailure::NoResponse);
+        let d = auth.decide(&req, &keyring, at(10));
         assert_eq!(reason(&d), Some(DenyReason::JwksUnavailable));
+        let Decision::NeedKeys(unavailable) = d else {
+            unreachable!()
+        };
+        assert_eq!(auth.refuse(&unavailable).response.status, 503);
         // After the backoff the request waits for a new fetch, which succeeds.
-        let later = NOW_MS + 1_000;
-        assert!(matches!(
-            auth.decide(&req, &keyring, later),
-            Decision::Wait { .. }
-        ));
-        keyring.fetch_for(0, WaitFor::FirstKeys, later).unwrap();
-        keyring.remote_mut(0).unwrap().on_response(
+        let later = at(1_000);
+        assert_eq!(
+            need(&auth.decide(&req, &keyring, later)),
+            Some(KeyNeedKind::FirstKeys)
+        );
+        fetch_and_answer(
+            &mut keyring,
+            FetchReason::Scheduled,
             later,
-            false,
-            Some(200),
-            None,
             &jwks(vec![rsa_jwk(rsa(), "rsa-1", None)]),
         );
         assert!(matches!(
             auth.decide(&req, &keyring, later),
-            Decision::Allow { .. }
+            Decision::Allow(_)
         ));
     }
 
     #[test]
     fn unknown_kid_waits_for_one_rate_limited_refetch() {
         let (mut auth, mut keyring) = remote_setup(json!({"unknown_kid_refetch_interval": "30s"}));
-        keyring.fetch_for(0, WaitFor::FirstKeys, NOW_MS).unwrap();
-        keyring.remote_mut(0).unwrap().on_response(
-            NOW_MS,
-            false,
-            Some(200),
-            None,
-            &jwks(vec![rsa_jwk(rsa(), "rsa-1", None)]),
-        );
+        let one_key = jwks(vec![rsa_jwk(rsa(), "rsa-1", None)]);
+        fetch_and_answer(&mut keyring, FetchReason::Scheduled, NOW_MS, &one_key);
 
-        // Rotated key: its kid is not known yet, and the last fetch was just now.
+        // Rotated key: its kid is not known yet. Right after a fetch no refetch may start...
         let rotated = rsa_other().sign(claims_at(NOW)).unwrap();
         let header = bearer(&rotated);
         let req = request(Authorization::Present(&header));
-        let d = auth.decide(&req, &keyring, NOW_MS + 1_000);
+        let d = auth.decide(&req, &keyring, at(1_000));
+        assert_eq!(need(&d), Some(KeyNeedKind::KeyNotFound));
         assert_eq!(reason(&d), Some(DenyReason::Token(TokenError::KeyNotFound)));
 
-        let t = NOW_MS + 30_000;
+        // ...but a scheduled fetch does not start the 30 s clock: two seconds later one may.
+        let t = at(2_000);
         assert_eq!(
-            auth.decide(&req, &keyring, t),
-            Decision::Wait {
-                provider: 0,
-                wait_for: WaitFor::UnknownKid
-            }
+            need(&auth.decide(&req, &keyring, t)),
+            Some(KeyNeedKind::UnknownKid)
         );
-        assert!(keyring.fetch_for(0, WaitFor::UnknownKid, t).is_some());
-        assert!(
-            keyring.fetch_for(0, WaitFor::UnknownKid, t).is_none(),
-            "one refetch"
+        let cache = keyring.remote_mut(P0).unwrap();
+        assert_eq!(
+            cache.unknown_kid_refetch_due(t),
+            Some(FetchReason::UnknownKid)
         );
-        keyring.remote_mut(0).unwrap().on_response(
+        cache.start(t, FetchReason::UnknownKid);
+        assert_eq!(cache.unknown_kid_refetch_due(t), None, "one refetch");
+        cache.on_response(
             t,
-            false,
+            FetchStep::Jwks,
             Some(200),
             None,
             &jwks(vec![
@@ -864,61 +815,105 @@ mod tests {
                 rsa_jwk(rsa_other(), "rsa-2", None),
             ]),
         );
-        assert!(matches!(
-            auth.decide(&req, &keyring, t),
-            Decision::Allow { .. }
-        ));
+        assert!(matches!(auth.decide(&req, &keyring, t), Decision::Allow(_)));
 
-        // A kid that is still unknown after the refetch is refused, without another fetch.
+        // A kid still unknown after the refetch is refused, without another fetch, for 30 s.
         let token = rsa_other()
             .clone()
             .with_key_id("rsa-3")
             .sign(claims_at(NOW))
             .unwrap();
         let header = bearer(&token);
-        let d = auth.decide(&request(Authorization::Present(&header)), &keyring, t + 1);
-        assert_eq!(reason(&d), Some(DenyReason::Token(TokenError::KeyNotFound)));
+        let unknown = request(Authorization::Present(&header));
+        let d = auth.decide(&unknown, &keyring, at(31_999));
+        assert_eq!(need(&d), Some(KeyNeedKind::KeyNotFound));
+        let d = auth.decide(&unknown, &keyring, at(32_000));
+        assert_eq!(need(&d), Some(KeyNeedKind::UnknownKid));
     }
 
     #[test]
     fn cached_token_is_refused_once_its_key_is_withdrawn() {
         let (mut auth, mut keyring) = remote_setup(json!({"cache_duration": "60s"}));
-        keyring.fetch_for(0, WaitFor::FirstKeys, NOW_MS).unwrap();
-        keyring.remote_mut(0).unwrap().on_response(
+        fetch_and_answer(
+            &mut keyring,
+            FetchReason::Scheduled,
             NOW_MS,
-            false,
-            Some(200),
-            None,
             &jwks(vec![rsa_jwk(rsa(), "rsa-1", None)]),
         );
         let header = bearer(&sign(claims_at(NOW)));
         let req = request(Authorization::Present(&header));
         assert!(matches!(
             auth.decide(&req, &keyring, NOW_MS),
-            Decision::Allow {
+            Decision::Allow(Authenticated {
                 cache_hit: false,
                 ..
-            }
+            })
         ));
         assert!(matches!(
             auth.decide(&req, &keyring, NOW_MS),
-            Decision::Allow {
+            Decision::Allow(Authenticated {
                 cache_hit: true,
                 ..
-            }
+            })
         ));
         // The IdP withdraws rsa-1.
-        let cache = keyring.remote_mut(0).unwrap();
-        let t = cache.refresh_at();
-        cache.due_fetch(t).unwrap();
-        cache.on_response(
+        let t = keyring.remote(P0).unwrap().refresh_at();
+        fetch_and_answer(
+            &mut keyring,
+            FetchReason::Scheduled,
             t,
-            false,
-            Some(200),
-            None,
             &jwks(vec![rsa_jwk(rsa_other(), "rsa-2", None)]),
         );
         let d = auth.decide(&req, &keyring, t);
-        assert_eq!(reason(&d), Some(DenyReason::Token(TokenError::KeyNotFound)));
+        assert_eq!(need(&d), Some(KeyNeedKind::KeyNotFound));
+    }
+
+    #[test]
+    fn a_cache_hit_without_kid_requires_the_very_key_that_verified_it() {
+        let (mut auth, mut keyring) = remote_setup(json!({"cache_duration": "60s"}));
+        // A key set whose keys carry no kid; the token names none either.
+        let mut no_kid = rsa_jwk(rsa(), "x", None);
+        no_kid.as_object_mut().unwrap().remove("kid");
+        fetch_and_answer(
+            &mut keyring,
+            FetchReason::Scheduled,
+            NOW_MS,
+            &jwks(vec![no_kid]),
+        );
+        let key = RS256KeyPair::from_der(&rsa().to_der().unwrap()).unwrap();
+        let header = bearer(&key.sign(claims_at(NOW)).unwrap());
+        let req = request(Authorization::Present(&header));
+        assert!(matches!(
+            auth.decide(&req, &keyring, NOW_MS),
+            Decision::Allow(_)
+        ));
+        // The IdP replaces the key by another one, also without kid: the cached token, signed
+        // by the withdrawn key, must not pass on a cache hit.
+        let mut other = rsa_jwk(rsa_other(), "x", None);
+        other.as_object_mut().unwrap().remove("kid");
+        let t = keyring.remote(P0).unwrap().refresh_at();
+        fetch_and_answer(&mut keyring, FetchReason::Scheduled, t, &jwks(vec![other]));
+        let d = auth.decide(&req, &keyring, t);
+        assert_eq!(
+            reason(&d),
+            Some(DenyReason::Token(TokenError::SignatureInvalid))
+        );
+    }
+
+    #[test]
+    fn max_lifetime_is_enforced() {
+        let doc = json!({"keys": [rsa_jwk(rsa(), "rsa-1", None)]});
+        let mut v = config_json(doc);
+        v["providers"]["idp"]["max_lifetime"] = json!("60s");
+        let config = Config::from_json(v.to_string().as_bytes()).unwrap();
+        let keyring = Keyring::new(&config);
+        let mut auth = Authenticator::new(config);
+        // claims_at issues tokens valid for 300 s.
+        let header = bearer(&sign(claims_at(NOW)));
+        let d = auth.decide(&request(Authorization::Present(&header)), &keyring, NOW_MS);
+        assert_eq!(
+            reason(&d),
+            Some(DenyReason::Token(TokenError::LifetimeTooLong))
+        );
     }
 }

@@ -8,11 +8,15 @@ use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jwt_simple::prelude::*;
-use jwt_simple::JWTError;
 
-use crate::rsa::{HashAlg, RsaPublicKey};
+use crate::rsa::RsaPublicKey;
+use crate::signature::PublicKey;
 use serde_json::Value;
+
+pub use crate::signature::SignatureError;
+pub use thumbprint::Thumbprint;
+
+mod thumbprint;
 
 /// Signature algorithms the filter accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,35 +48,6 @@ impl Algorithm {
             _ => return None,
         })
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::RS256 => "RS256",
-            Algorithm::RS384 => "RS384",
-            Algorithm::RS512 => "RS512",
-            Algorithm::PS256 => "PS256",
-            Algorithm::PS384 => "PS384",
-            Algorithm::PS512 => "PS512",
-            Algorithm::ES256 => "ES256",
-            Algorithm::ES384 => "ES384",
-            Algorithm::EdDSA => "EdDSA",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-enum KeyMaterial {
-    /// Verified by `core::rsa` (fast in wasm); the Montgomery constants are computed here, once.
-    Rsa(RsaPublicKey),
-    P256 {
-        sec1: Vec<u8>,
-    },
-    P384 {
-        sec1: Vec<u8>,
-    },
-    Ed25519 {
-        x: Vec<u8>,
-    },
 }
 
 #[derive(Debug, Clone)]
@@ -80,74 +55,44 @@ pub struct Jwk {
     pub kid: Option<String>,
     /// The JWK's own `alg`, when it pins one.
     alg: Option<Algorithm>,
-    material: KeyMaterial,
+    key: PublicKey,
+    thumbprint: Thumbprint,
 }
 
 impl Jwk {
     pub fn allows(&self, alg: Algorithm) -> bool {
-        if self.alg.is_some_and(|pinned| pinned != alg) {
-            return false;
-        }
-        matches!(
-            (&self.material, alg),
-            (
-                KeyMaterial::Rsa(_),
-                Algorithm::RS256
-                    | Algorithm::RS384
-                    | Algorithm::RS512
-                    | Algorithm::PS256
-                    | Algorithm::PS384
-                    | Algorithm::PS512
-            ) | (KeyMaterial::P256 { .. }, Algorithm::ES256)
-                | (KeyMaterial::P384 { .. }, Algorithm::ES384)
-                | (KeyMaterial::Ed25519 { .. }, Algorithm::EdDSA)
-        )
+        self.alg.is_none_or(|pinned| pinned == alg) && self.key.allows(alg)
     }
 
-    /// Checks the signature of a compact JWS. The caller has parsed the token and chosen this
-    /// key for `alg`; claims are validated by the caller, not here.
-    pub fn verify(&self, alg: Algorithm, token: &str) -> Result<(), SignatureError> {
+    /// The key's identity (RFC 7638), computed when the key set was parsed.
+    pub fn thumbprint(&self) -> Thumbprint {
+        self.thumbprint
+    }
+
+    /// Checks the signature of a compact JWS and answers with the key that verified it (this
+    /// one), so the caller can record which key that was. The caller has parsed the token and
+    /// chosen this key for `alg`; the header and claims are judged by the caller, not here.
+    pub fn verify(&self, alg: Algorithm, token: &str) -> Result<&Jwk, SignatureError> {
+        let (signing_input, signature) = token.rsplit_once('.').ok_or(SignatureError::Invalid)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| SignatureError::Invalid)?;
+        self.verify_signature(alg, signing_input.as_bytes(), &signature)?;
+        Ok(self)
+    }
+
+    /// Checks a raw signature (JWS form: r‖s for ECDSA) over a signing input.
+    pub fn verify_signature(
+        &self,
+        alg: Algorithm,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<(), SignatureError> {
         if !self.allows(alg) {
             return Err(SignatureError::KeyMismatch);
         }
-        if let KeyMaterial::Rsa(key) = &self.material {
-            return verify_rsa(key, alg, token);
-        }
-        // EC and EdDSA: jwt-simple re-checks the header's `alg` and the signature; its own claim
-        // checks are switched off (time pinned to 0, future accepted): ours are stricter and
-        // say why.
-        let options = VerificationOptions {
-            accept_future: true,
-            artificial_time: Some(UnixTimeStamp::from_secs(0)),
-            time_tolerance: None,
-            max_token_length: None,
-            ..Default::default()
-        };
-        let result = match (&self.material, alg) {
-            (KeyMaterial::P256 { sec1 }, Algorithm::ES256) => ES256PublicKey::from_bytes(sec1)
-                .and_then(|k| k.verify_token::<NoCustomClaims>(token, Some(options))),
-            (KeyMaterial::P384 { sec1 }, Algorithm::ES384) => ES384PublicKey::from_bytes(sec1)
-                .and_then(|k| k.verify_token::<NoCustomClaims>(token, Some(options))),
-            (KeyMaterial::Ed25519 { x }, Algorithm::EdDSA) => Ed25519PublicKey::from_bytes(x)
-                .and_then(|k| k.verify_token::<NoCustomClaims>(token, Some(options))),
-            _ => return Err(SignatureError::KeyMismatch),
-        };
-        result
-            .map(|_| ())
-            .map_err(|e| match e.downcast_ref::<JWTError>() {
-                Some(JWTError::InvalidSignature) => SignatureError::Invalid,
-                // Claims jwt-simple cannot read (odd types) surface here after a good signature.
-                _ => SignatureError::Unreadable,
-            })
+        self.key.verify(alg, signing_input, signature)
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignatureError {
-    Invalid,
-    KeyMismatch,
-    /// The token could not be checked (malformed parts or claims).
-    Unreadable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +164,11 @@ impl KeySet {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
 
+    /// Whether the key with this RFC 7638 thumbprint is still in the set.
+    pub fn contains_thumbprint(&self, thumbprint: &Thumbprint) -> bool {
+        self.keys.iter().any(|k| &k.thumbprint == thumbprint)
+    }
+
     pub fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> KeyLookup<'_> {
         match kid {
             Some(kid) => {
@@ -249,34 +199,6 @@ impl KeySet {
     }
 }
 
-/// RS*/PS* over the token's signing input (`header.payload`).
-fn verify_rsa(key: &RsaPublicKey, alg: Algorithm, token: &str) -> Result<(), SignatureError> {
-    let (signing_input, signature) = token.rsplit_once('.').ok_or(SignatureError::Unreadable)?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| SignatureError::Unreadable)?;
-    let (hash, pss) = match alg {
-        Algorithm::RS256 => (HashAlg::Sha256, false),
-        Algorithm::RS384 => (HashAlg::Sha384, false),
-        Algorithm::RS512 => (HashAlg::Sha512, false),
-        Algorithm::PS256 => (HashAlg::Sha256, true),
-        Algorithm::PS384 => (HashAlg::Sha384, true),
-        Algorithm::PS512 => (HashAlg::Sha512, true),
-        _ => return Err(SignatureError::KeyMismatch),
-    };
-    let digest = hash.digest(signing_input.as_bytes());
-    let valid = if pss {
-        key.verify_pss(hash, &digest, &signature)
-    } else {
-        key.verify_pkcs1v15(hash, &digest, &signature)
-    };
-    if valid {
-        Ok(())
-    } else {
-        Err(SignatureError::Invalid)
-    }
-}
-
 fn b64_field(key: &Value, name: &str) -> Option<Vec<u8>> {
     let s = key.get(name)?.as_str()?;
     URL_SAFE_NO_PAD.decode(s).ok()
@@ -303,49 +225,42 @@ fn parse_jwk(key: &Value) -> Option<Jwk> {
         None => None,
         Some(v) => Some(Algorithm::from_name(v.as_str()?)?),
     };
-    let material = match key.get("kty")?.as_str()? {
+    let (key, thumbprint) = match key.get("kty")?.as_str()? {
         "RSA" => {
-            let key = RsaPublicKey::new(&b64_field(key, "n")?, &b64_field(key, "e")?)?;
+            let (n, e) = (b64_field(key, "n")?, b64_field(key, "e")?);
+            let rsa = RsaPublicKey::new(&n, &e)?;
             // RFC 7518 §3.3: 2048 bits at least; beyond 8192 bits is a cost attack, not a key.
-            if !(2048..=8192).contains(&key.bits()) {
+            if !(2048..=8192).contains(&rsa.bits()) {
                 return None;
             }
-            KeyMaterial::Rsa(key)
+            (PublicKey::Rsa(rsa), thumbprint::rsa(&n, &e))
         }
         "EC" => {
             let (x, y) = (b64_field(key, "x")?, b64_field(key, "y")?);
             let crv = key.get("crv")?.as_str()?;
-            let size = match crv {
-                "P-256" => 32,
-                "P-384" => 48,
+            let public = match crv {
+                "P-256" => PublicKey::p256(&x, &y)?,
+                "P-384" => PublicKey::p384(&x, &y)?,
                 _ => return None,
             };
-            if x.len() != size || y.len() != size {
-                return None;
-            }
-            let mut sec1 = Vec::with_capacity(1 + 2 * size);
-            sec1.push(0x04);
-            sec1.extend_from_slice(&x);
-            sec1.extend_from_slice(&y);
-            if size == 32 {
-                ES256PublicKey::from_bytes(&sec1).ok()?;
-                KeyMaterial::P256 { sec1 }
-            } else {
-                ES384PublicKey::from_bytes(&sec1).ok()?;
-                KeyMaterial::P384 { sec1 }
-            }
+            (public, thumbprint::ec(crv, &x, &y))
         }
         "OKP" => {
-            if key.get("crv")?.as_str()? != "Ed25519" {
+            let crv = key.get("crv")?.as_str()?;
+            if crv != "Ed25519" {
                 return None;
             }
             let x = b64_field(key, "x")?;
-            Ed25519PublicKey::from_bytes(&x).ok()?;
-            KeyMaterial::Ed25519 { x }
+            (PublicKey::ed25519(&x)?, thumbprint::okp(crv, &x))
         }
         _ => return None,
     };
-    let jwk = Jwk { kid, alg, material };
+    let jwk = Jwk {
+        kid,
+        alg,
+        key,
+        thumbprint,
+    };
     // A JWK whose pinned `alg` does not fit its own type is unusable.
     if let Some(a) = jwk.alg {
         if !jwk.allows(a) {
@@ -359,24 +274,57 @@ fn parse_jwk(key: &Value) -> Option<Jwk> {
 mod tests {
     use super::*;
     use crate::testing::*;
+    use jwt_simple::prelude::*;
 
     fn claims() -> JWTClaims<NoCustomClaims> {
         Claims::create(Duration::from_mins(5)).with_issuer("iss")
     }
 
+    fn only_candidate(set: &KeySet, kid: &str, alg: Algorithm) -> Jwk {
+        match set.lookup(Some(kid), alg) {
+            KeyLookup::Candidates(keys) if keys.len() == 1 => keys[0].clone(),
+            _ => panic!("{kid}: not exactly one candidate"),
+        }
+    }
+
+    fn ec_and_ed_set() -> KeySet {
+        KeySet::parse(&jwks(vec![
+            ec256_jwk(es256(), "ec-256"),
+            ec384_jwk(es384(), "ec-384"),
+            ed25519_jwk(ed25519(), "ed-1"),
+        ]))
+        .unwrap()
+    }
+
+    /// A token of each EC/Ed algorithm, signed by its fixture key.
+    fn ec_and_ed_tokens() -> [(&'static str, Algorithm, String); 3] {
+        [
+            ("ec-256", Algorithm::ES256, es256().sign(claims()).unwrap()),
+            ("ec-384", Algorithm::ES384, es384().sign(claims()).unwrap()),
+            ("ed-1", Algorithm::EdDSA, ed25519().sign(claims()).unwrap()),
+        ]
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
     #[test]
     fn rsa_keys_verify_rs_and_ps_tokens() {
         let set = KeySet::parse(&jwks(vec![rsa_jwk(rsa(), "rsa-1", None)])).unwrap();
+        let key = only_candidate(&set, "rsa-1", Algorithm::RS256);
         let token = rsa().sign(claims()).unwrap();
-        let KeyLookup::Candidates(keys) = set.lookup(Some("rsa-1"), Algorithm::RS256) else {
-            panic!("key not found")
-        };
-        assert_eq!(keys[0].verify(Algorithm::RS256, &token), Ok(()));
+        let verified = key.verify(Algorithm::RS256, &token).unwrap();
+        assert_eq!(verified.kid.as_deref(), Some("rsa-1"));
 
         // PS256 with the same RSA key.
         let ps = PS256KeyPair::from_der(&rsa().to_der().unwrap()).unwrap();
         let token = ps.sign(claims()).unwrap();
-        assert_eq!(keys[0].verify(Algorithm::PS256, &token), Ok(()));
+        assert!(key.verify(Algorithm::PS256, &token).is_ok());
+        assert_eq!(
+            key.verify(Algorithm::RS256, &token).unwrap_err(),
+            SignatureError::Invalid
+        );
     }
 
     #[test]
@@ -387,38 +335,152 @@ mod tests {
             panic!("no candidate")
         };
         assert_eq!(
-            keys[0].verify(Algorithm::RS256, &token),
-            Err(SignatureError::Invalid)
+            keys[0].verify(Algorithm::RS256, &token).unwrap_err(),
+            SignatureError::Invalid
         );
     }
 
     #[test]
-    fn ec_and_eddsa_keys() {
-        let es256 = ES256KeyPair::generate().with_key_id("ec");
-        let es384 = ES384KeyPair::generate().with_key_id("ec384");
-        let ed = Ed25519KeyPair::generate().with_key_id("ed");
-        let set = KeySet::parse(&jwks(vec![
-            ec256_jwk(&es256, "ec"),
-            ec384_jwk(&es384, "ec384"),
-            ed25519_jwk(&ed, "ed"),
-        ]))
-        .unwrap();
+    fn ec_and_eddsa_keys_verify_their_tokens_and_say_which_key() {
+        let set = ec_and_ed_set();
         assert_eq!(set.len(), 3);
-        for (kid, alg, token) in [
-            ("ec", Algorithm::ES256, es256.sign(claims()).unwrap()),
-            ("ec384", Algorithm::ES384, es384.sign(claims()).unwrap()),
-            ("ed", Algorithm::EdDSA, ed.sign(claims()).unwrap()),
-        ] {
-            let KeyLookup::Candidates(keys) = set.lookup(Some(kid), alg) else {
-                panic!("{kid} not found")
-            };
-            assert_eq!(keys[0].verify(alg, &token), Ok(()), "{kid}");
+        for (kid, alg, token) in ec_and_ed_tokens() {
+            let key = only_candidate(&set, kid, alg);
+            let verified = key.verify(alg, &token).unwrap();
+            assert_eq!(verified.kid.as_deref(), Some(kid));
+            assert!(set.contains_thumbprint(&verified.thumbprint()), "{kid}");
         }
         // An EC key is never used for RSA, nor the reverse.
         assert!(matches!(
-            set.lookup(Some("ec"), Algorithm::RS256),
+            set.lookup(Some("ec-256"), Algorithm::RS256),
             KeyLookup::AlgorithmMismatch
         ));
+        assert!(matches!(
+            set.lookup(Some("ec-256"), Algorithm::ES384),
+            KeyLookup::AlgorithmMismatch
+        ));
+    }
+
+    #[test]
+    fn a_key_refuses_an_algorithm_it_does_not_allow() {
+        let set = ec_and_ed_set();
+        let tokens = ec_and_ed_tokens();
+        let p256 = only_candidate(&set, "ec-256", Algorithm::ES256);
+        for (_, alg, token) in &tokens {
+            if *alg != Algorithm::ES256 {
+                assert_eq!(
+                    p256.verify(*alg, token).unwrap_err(),
+                    SignatureError::KeyMismatch
+                );
+            }
+        }
+        assert_eq!(
+            p256.verify(Algorithm::RS256, &tokens[0].2).unwrap_err(),
+            SignatureError::KeyMismatch
+        );
+    }
+
+    #[test]
+    fn tampered_payloads_are_invalid() {
+        let set = ec_and_ed_set();
+        for (kid, alg, token) in ec_and_ed_tokens() {
+            let key = only_candidate(&set, kid, alg);
+            let parts: Vec<&str> = token.split('.').collect();
+            let other_payload = b64(br#"{"iss":"iss","sub":"mallory","exp":99999999999}"#);
+            let tampered = format!("{}.{}.{}", parts[0], other_payload, parts[2]);
+            assert_eq!(
+                key.verify(alg, &tampered).unwrap_err(),
+                SignatureError::Invalid,
+                "{kid}"
+            );
+            // One flipped bit anywhere in the signing input is enough.
+            let mut input = format!("{}.{}", parts[0], parts[1]).into_bytes();
+            let signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+            assert!(key.verify_signature(alg, &input, &signature).is_ok());
+            let last = input.len() - 1;
+            input[last] ^= 1;
+            assert_eq!(
+                key.verify_signature(alg, &input, &signature).unwrap_err(),
+                SignatureError::Invalid,
+                "{kid}"
+            );
+        }
+    }
+
+    #[test]
+    fn signatures_of_the_wrong_length_are_invalid() {
+        let set = ec_and_ed_set();
+        for (kid, alg, token) in ec_and_ed_tokens() {
+            let key = only_candidate(&set, kid, alg);
+            let (input, signature) = token.rsplit_once('.').unwrap();
+            let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+            let expected_len = match alg {
+                Algorithm::ES384 => 96,
+                _ => 64,
+            };
+            assert_eq!(signature.len(), expected_len, "{kid}");
+            let mut longer = signature.clone();
+            longer.push(0);
+            let mut zero_prefixed = vec![0];
+            zero_prefixed.extend_from_slice(&signature);
+            let wrong = [
+                Vec::new(),
+                signature[..signature.len() - 1].to_vec(),
+                longer,
+                zero_prefixed,
+                [signature.as_slice(), signature.as_slice()].concat(),
+            ];
+            for bad in wrong {
+                assert_eq!(
+                    key.verify_signature(alg, input.as_bytes(), &bad)
+                        .unwrap_err(),
+                    SignatureError::Invalid,
+                    "{kid}: {} bytes",
+                    bad.len()
+                );
+                let token = format!("{input}.{}", b64(&bad));
+                assert_eq!(
+                    key.verify(alg, &token).unwrap_err(),
+                    SignatureError::Invalid
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unreadable_signatures_are_invalid() {
+        let set = ec_and_ed_set();
+        let key = only_candidate(&set, "ed-1", Algorithm::EdDSA);
+        for token in ["", "no-dots", "a.b.!!!", "a.b.c=", "a.b.c d"] {
+            assert_eq!(
+                key.verify(Algorithm::EdDSA, token).unwrap_err(),
+                SignatureError::Invalid,
+                "{token}"
+            );
+        }
+    }
+
+    #[test]
+    fn high_s_ecdsa_signatures_are_accepted() {
+        use p256::ecdsa::Signature;
+        let set = ec_and_ed_set();
+        let key = only_candidate(&set, "ec-256", Algorithm::ES256);
+        let token = es256().sign(claims()).unwrap();
+        let (input, signature) = token.rsplit_once('.').unwrap();
+        let signature = Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).unwrap()).unwrap();
+        // (r, s) and (r, n − s) are both valid ECDSA signatures of the same input.
+        let (r, s) = signature.split_scalars();
+        let negated = Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
+        let (low, high) = match signature.normalize_s() {
+            None => (signature, negated),
+            Some(_) => (negated, signature),
+        };
+        assert!(low.normalize_s().is_none() && high.normalize_s().is_some());
+        for sig in [low, high] {
+            assert!(key
+                .verify_signature(Algorithm::ES256, input.as_bytes(), &sig.to_bytes())
+                .is_ok());
+        }
     }
 
     #[test]
@@ -439,7 +501,7 @@ mod tests {
         let mut bad_n = rsa_jwk(rsa(), "bad", None);
         bad_n["n"] = "!!!".into();
         let mut short = rsa_jwk(rsa(), "short", None);
-        short["n"] = URL_SAFE_NO_PAD.encode([0xffu8; 64]).into();
+        short["n"] = b64(&[0xffu8; 64]).into();
         let enc = {
             let mut k = rsa_jwk(rsa(), "enc", None);
             k["use"] = "enc".into();
@@ -461,12 +523,118 @@ mod tests {
     }
 
     #[test]
+    fn ec_and_ed_keys_that_are_not_points_of_the_curve_are_skipped() {
+        let good = ec256_jwk(es256(), "good");
+        let with = |member: &str, value: String| {
+            let mut k = good.clone();
+            k[member] = value.into();
+            k
+        };
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        let mut y_one = [0u8; 32];
+        y_one[0] = 1;
+        let bad = vec![
+            with("x", b64(&one)),            // (1, y) is not on P-256
+            with("x", b64(&[0u8; 31])),      // short coordinate
+            with("y", b64(&[0xffu8; 32])),   // y ≥ p
+            with("crv", "P-384".into()),     // P-256 coordinates as P-384
+            with("crv", "secp256k1".into()), // unsupported curve
+            ed_jwk_with_x(&[0u8; 32]),       // small order (order 4)
+            ed_jwk_with_x(&y_one),           // the identity
+            ed_jwk_with_x(&[0xffu8; 31]),    // short
+            serde_json::json!({"kty": "OKP", "crv": "X25519", "x": b64(&[9u8; 32])}),
+        ];
+        let count = bad.len();
+        let mut keys = bad;
+        keys.push(good);
+        let set = KeySet::parse(&jwks(keys)).unwrap();
+        assert_eq!((set.len(), set.skipped), (1, count));
+    }
+
+    fn ed_jwk_with_x(x: &[u8]) -> serde_json::Value {
+        serde_json::json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": b64(x)})
+    }
+
+    fn thumbprint_of(jwk: serde_json::Value) -> String {
+        let set = KeySet::parse(&jwks(vec![jwk])).unwrap();
+        assert_eq!(set.len(), 1);
+        b64(&set.keys[0].thumbprint())
+    }
+
+    fn sha256_b64(canonical_json: &str) -> String {
+        use sha2::Digest;
+        b64(&sha2::Sha256::digest(canonical_json.as_bytes()))
+    }
+
+    /// RFC 7638 §3.1.
+    const RFC7638_N: &str = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+
+    #[test]
+    fn thumbprints_are_rfc7638() {
+        let rsa = serde_json::json!({"kty": "RSA", "n": RFC7638_N, "e": "AQAB",
+                                     "alg": "RS256", "kid": "2011-04-29"});
+        assert_eq!(
+            thumbprint_of(rsa),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+        // RFC 8037 Appendix A.3.
+        let okp = serde_json::json!({"kty": "OKP", "crv": "Ed25519",
+                                     "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+        assert_eq!(
+            thumbprint_of(okp),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+        // EC: the required members, in order, as RFC 7638 §3.2 spells them.
+        for (jwk, crv) in [
+            (ec256_jwk(es256(), "a"), "P-256"),
+            (ec384_jwk(es384(), "b"), "P-384"),
+        ] {
+            let (x, y) = (jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap());
+            let canonical = format!(r#"{{"crv":"{crv}","kty":"EC","x":"{x}","y":"{y}"}}"#);
+            assert_eq!(thumbprint_of(jwk.clone()), sha256_b64(&canonical), "{crv}");
+        }
+    }
+
+    #[test]
+    fn a_thumbprint_names_the_key_not_the_jwk() {
+        let plain = serde_json::json!({"kty": "RSA", "n": RFC7638_N, "e": "AQAB"});
+        let dressed = serde_json::json!({"e": "AQAB", "use": "sig", "kid": "other",
+                                         "key_ops": ["verify"], "n": RFC7638_N, "kty": "RSA"});
+        let mut n = vec![0u8];
+        n.extend(URL_SAFE_NO_PAD.decode(RFC7638_N).unwrap());
+        let zero_padded = serde_json::json!({"kty": "RSA", "n": b64(&n), "e": "AAEAAQ"});
+        let expected = thumbprint_of(plain);
+        assert_eq!(thumbprint_of(dressed), expected);
+        assert_eq!(thumbprint_of(zero_padded), expected);
+        assert_ne!(thumbprint_of(rsa_jwk(rsa(), "x", None)), expected);
+    }
+
+    #[test]
+    fn a_key_set_knows_its_thumbprints() {
+        let set = ec_and_ed_set();
+        let rsa_only = KeySet::parse(&jwks(vec![rsa_jwk(rsa(), "rsa-1", None)])).unwrap();
+        let mut seen = Vec::new();
+        for key in &set.keys {
+            let thumbprint = key.thumbprint();
+            assert!(set.contains_thumbprint(&thumbprint));
+            assert!(!rsa_only.contains_thumbprint(&thumbprint));
+            assert!(!seen.contains(&thumbprint));
+            seen.push(thumbprint);
+        }
+        assert!(!set.contains_thumbprint(&[0u8; 32]));
+    }
+
+    #[test]
     fn algorithm_names() {
-        for name in ["none", "HS256", "HS512", "RS1", "", "rs256"] {
+        for name in [
+            "none", "HS256", "HS512", "RS1", "", "rs256", "ES512", "Ed25519",
+        ] {
             assert_eq!(Algorithm::from_name(name), None, "{name}");
         }
-        for name in ["RS256", "PS512", "ES384", "EdDSA"] {
-            assert_eq!(Algorithm::from_name(name).map(Algorithm::name), Some(name));
-        }
+        assert_eq!(Algorithm::from_name("RS256"), Some(Algorithm::RS256));
+        assert_eq!(Algorithm::from_name("PS512"), Some(Algorithm::PS512));
+        assert_eq!(Algorithm::from_name("ES384"), Some(Algorithm::ES384));
+        assert_eq!(Algorithm::from_name("EdDSA"), Some(Algorithm::EdDSA));
     }
 }

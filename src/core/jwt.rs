@@ -6,6 +6,7 @@
 //! claims of the types RFC 7519 gives them.
 
 use std::fmt;
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -13,6 +14,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::jwks::Algorithm;
+use crate::time::UnixSeconds;
 
 /// Why a token was refused before or during verification. Each maps to a fixed, public
 /// description (`describe`) that never echoes any part of the token.
@@ -31,6 +33,10 @@ pub enum TokenError {
     NotYetValid,
     IssuedInFuture,
     MissingExpiry,
+    /// `exp` is further from `iat` than the provider's `max_lifetime` allows.
+    LifetimeTooLong,
+    /// The provider bounds lifetimes (`max_lifetime`) and the token has no `iat`.
+    MissingIssuedAt,
 }
 
 impl TokenError {
@@ -49,6 +55,8 @@ impl TokenError {
             TokenError::NotYetValid => "token not yet valid",
             TokenError::IssuedInFuture => "token issued in the future",
             TokenError::MissingExpiry => "token has no expiry",
+            TokenError::LifetimeTooLong => "token lifetime too long",
+            TokenError::MissingIssuedAt => "token has no issue time",
         }
     }
 }
@@ -74,9 +82,9 @@ pub struct Claims {
     pub iss: Option<String>,
     pub sub: Option<String>,
     pub aud: Vec<String>,
-    pub exp: Option<u64>,
-    pub nbf: Option<u64>,
-    pub iat: Option<u64>,
+    pub exp: Option<UnixSeconds>,
+    pub nbf: Option<UnixSeconds>,
+    pub iat: Option<UnixSeconds>,
     /// Union of `scp` (array or space-separated string, Okta) and `scope` (space-separated).
     pub scopes: Vec<String>,
     /// `client_id` (RFC 9068), else `azp` (OIDC), else `cid` (Okta).
@@ -205,21 +213,29 @@ impl Claims {
         })
     }
 
-    /// Time checks with the provider's clock skew. `now` is seconds since the epoch.
-    pub fn check_time(&self, now: u64, skew: u64) -> Result<(), TokenError> {
+    /// Time checks with the provider's clock skew and, when it bounds them, the longest
+    /// lifetime (`exp - iat`) it accepts.
+    pub fn check_time(
+        &self,
+        now: UnixSeconds,
+        skew_seconds: u64,
+        max_lifetime: Option<Duration>,
+    ) -> Result<(), TokenError> {
         let exp = self.exp.ok_or(TokenError::MissingExpiry)?;
-        if now >= exp.saturating_add(skew) {
+        if let Some(max) = max_lifetime {
+            let iat = self.iat.ok_or(TokenError::MissingIssuedAt)?;
+            if exp.0.saturating_sub(iat.0) > max.as_secs() {
+                return Err(TokenError::LifetimeTooLong);
+            }
+        }
+        if now >= exp.plus(skew_seconds) {
             return Err(TokenError::Expired);
         }
-        if let Some(nbf) = self.nbf {
-            if now.saturating_add(skew) < nbf {
-                return Err(TokenError::NotYetValid);
-            }
+        if self.nbf.is_some_and(|nbf| now.plus(skew_seconds) < nbf) {
+            return Err(TokenError::NotYetValid);
         }
-        if let Some(iat) = self.iat {
-            if now.saturating_add(skew) < iat {
-                return Err(TokenError::IssuedInFuture);
-            }
+        if self.iat.is_some_and(|iat| now.plus(skew_seconds) < iat) {
+            return Err(TokenError::IssuedInFuture);
         }
         Ok(())
     }
@@ -261,23 +277,28 @@ fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-/// RFC 7519 NumericDate: a non-negative JSON number of seconds (fractions allowed and
-/// truncated). Anything else makes the token malformed; huge values saturate.
-fn numeric_date(v: Option<&Value>) -> Result<Option<u64>, TokenError> {
-    match v {
-        None => Ok(None),
-        Some(Value::Number(n)) => {
-            if let Some(u) = n.as_u64() {
-                Ok(Some(u))
-            } else {
-                match n.as_f64() {
-                    Some(f) if f.is_finite() && f >= 0.0 => Ok(Some(f as u64)),
-                    _ => Err(TokenError::Malformed),
-                }
-            }
-        }
-        Some(_) => Err(TokenError::Malformed),
+/// The latest NumericDate accepted: 9999-12-31T23:59:59Z. A later `exp` is no expiry at all
+/// (and `1e30` would otherwise saturate into "never expires"); Envoy's `jwt_authn` refuses
+/// such values too.
+pub const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
+
+/// RFC 7519 NumericDate: a JSON number of seconds from 0 to `MAX_NUMERIC_DATE` (fractions
+/// allowed and truncated). Anything else makes the token malformed.
+fn numeric_date(v: Option<&Value>) -> Result<Option<UnixSeconds>, TokenError> {
+    let seconds = match v {
+        None => return Ok(None),
+        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+            (Some(u), _) => u,
+            // Negative zero is zero; `as` truncates the fraction (the range is checked first).
+            (None, Some(f)) if (0.0..=MAX_NUMERIC_DATE as f64).contains(&f) => f as u64,
+            _ => return Err(TokenError::Malformed),
+        },
+        Some(_) => return Err(TokenError::Malformed),
+    };
+    if seconds > MAX_NUMERIC_DATE {
+        return Err(TokenError::Malformed);
     }
+    Ok(Some(UnixSeconds(seconds)))
 }
 
 #[cfg(test)]
@@ -308,7 +329,14 @@ mod tests {
         assert_eq!(c.iss.as_deref(), Some("i"));
         assert_eq!(c.sub.as_deref(), Some("alice"));
         assert_eq!(c.aud, vec!["a", "b"]);
-        assert_eq!((c.exp, c.nbf, c.iat), (Some(200), Some(100), Some(100)));
+        assert_eq!(
+            (c.exp, c.nbf, c.iat),
+            (
+                Some(UnixSeconds(200)),
+                Some(UnixSeconds(100)),
+                Some(UnixSeconds(100))
+            )
+        );
         assert_eq!(c.scopes, vec!["mcp:tools:call", "extra", "more"]);
         assert_eq!(c.client_id.as_deref(), Some("client-1"));
     }
@@ -403,33 +431,98 @@ mod tests {
     #[test]
     fn time_checks_apply_skew() {
         let c = Claims {
-            exp: Some(1000),
-            nbf: Some(500),
-            iat: Some(500),
+            exp: Some(UnixSeconds(1000)),
+            nbf: Some(UnixSeconds(500)),
+            iat: Some(UnixSeconds(500)),
             ..Default::default()
         };
-        assert_eq!(c.check_time(700, 0), Ok(()));
-        assert_eq!(c.check_time(1000, 0), Err(TokenError::Expired));
-        assert_eq!(c.check_time(1059, 60), Ok(()));
-        assert_eq!(c.check_time(1060, 60), Err(TokenError::Expired));
-        assert_eq!(c.check_time(499, 0), Err(TokenError::NotYetValid));
-        assert_eq!(c.check_time(441, 60), Ok(()));
+        assert_eq!(c.check_time(UnixSeconds(700), 0, None), Ok(()));
+        assert_eq!(
+            c.check_time(UnixSeconds(1000), 0, None),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(c.check_time(UnixSeconds(1059), 60, None), Ok(()));
+        assert_eq!(
+            c.check_time(UnixSeconds(1060), 60, None),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            c.check_time(UnixSeconds(499), 0, None),
+            Err(TokenError::NotYetValid)
+        );
+        assert_eq!(c.check_time(UnixSeconds(441), 60, None), Ok(()));
         let no_exp = Claims::default();
-        assert_eq!(no_exp.check_time(1, 60), Err(TokenError::MissingExpiry));
+        assert_eq!(
+            no_exp.check_time(UnixSeconds(1), 60, None),
+            Err(TokenError::MissingExpiry)
+        );
         let future_iat = Claims {
-            exp: Some(10_000),
-            iat: Some(5_000),
+            exp: Some(UnixSeconds(10_000)),
+            iat: Some(UnixSeconds(5_000)),
             ..Default::default()
         };
         assert_eq!(
-            future_iat.check_time(1000, 60),
+            future_iat.check_time(UnixSeconds(1000), 60, None),
             Err(TokenError::IssuedInFuture)
         );
         let huge = Claims {
-            exp: Some(u64::MAX),
+            exp: Some(UnixSeconds(u64::MAX)),
             ..Default::default()
         };
-        assert_eq!(huge.check_time(u64::MAX - 1, 60), Ok(()));
+        assert_eq!(huge.check_time(UnixSeconds(u64::MAX - 1), 60, None), Ok(()));
+    }
+
+    #[test]
+    fn max_lifetime_bounds_exp_minus_iat() {
+        let c = Claims {
+            exp: Some(UnixSeconds(4_600)),
+            iat: Some(UnixSeconds(1_000)),
+            ..Default::default()
+        };
+        assert_eq!(
+            c.check_time(UnixSeconds(1_000), 0, Some(Duration::from_secs(3_600))),
+            Ok(())
+        );
+        assert_eq!(
+            c.check_time(UnixSeconds(1_000), 0, Some(Duration::from_secs(3_599))),
+            Err(TokenError::LifetimeTooLong)
+        );
+        let no_iat = Claims {
+            exp: Some(UnixSeconds(4_600)),
+            ..Default::default()
+        };
+        assert_eq!(
+            no_iat.check_time(UnixSeconds(1_000), 0, Some(Duration::from_secs(3_600))),
+            Err(TokenError::MissingIssuedAt)
+        );
+        assert_eq!(no_iat.check_time(UnixSeconds(1_000), 0, None), Ok(()));
+    }
+
+    #[test]
+    fn time_claims_beyond_year_9999_are_malformed() {
+        for exp in [
+            "1e30",
+            "18446744073709551616",
+            "18446744073709551615",
+            "253402300800",
+            "253402300799.5e1",
+            "1.7e308",
+        ] {
+            let t = token(HEADER, &format!(r#"{{"exp":{exp}}}"#));
+            assert_eq!(
+                parse(&t, 16384).unwrap_err(),
+                TokenError::Malformed,
+                "{exp}"
+            );
+        }
+        for (value, seconds) in [("253402300799", 253_402_300_799), ("-0.0", 0), ("10.9", 10)] {
+            let t = token(HEADER, &format!(r#"{{"exp":{value}}}"#));
+            assert_eq!(
+                parse(&t, 16384).unwrap().claims.exp,
+                Some(UnixSeconds(seconds)),
+                "{value}"
+            );
+        }
     }
 
     #[test]

@@ -26,8 +26,12 @@ pub mod config;
 pub mod jwks;
 pub mod jwks_cache;
 pub mod jwt;
+pub mod keyring;
+pub mod request;
 pub mod response;
 pub mod rsa;
+mod signature;
+pub mod time;
 pub mod token_cache;
 pub mod token_exchange;
 

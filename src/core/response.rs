@@ -53,6 +53,8 @@ listed_enum! {
         TokenNotYetValid = "token_not_yet_valid",
         TokenIssuedInFuture = "token_issued_in_future",
         MissingExpiry = "missing_expiry",
+        LifetimeTooLong = "token_lifetime_too_long",
+        MissingIssuedAt = "missing_issued_at",
         InsufficientScope = "insufficient_scope",
         JwksUnavailable = "jwks_unavailable",
         ExchangeRejected = "exchange_rejected",
@@ -91,6 +93,8 @@ impl DenyReason {
                 TokenError::NotYetValid => DenyLabel::TokenNotYetValid,
                 TokenError::IssuedInFuture => DenyLabel::TokenIssuedInFuture,
                 TokenError::MissingExpiry => DenyLabel::MissingExpiry,
+                TokenError::LifetimeTooLong => DenyLabel::LifetimeTooLong,
+                TokenError::MissingIssuedAt => DenyLabel::MissingIssuedAt,
             },
         }
     }

@@ -1,14 +1,16 @@
 //! What the filter remembers about a verified token, so its signature is checked once.
 //!
 //! Keyed by SHA-256 of the token (see `cache`). A hit still re-checks the token's time window
-//! and that its signing key is still published (in `authenticator`).
+//! and that the very key that verified it is still published (in `authenticator`).
 
 use std::rc::Rc;
 
 use sha2::{Digest as _, Sha256};
 
 use crate::cache::{BoundedCache, Digest};
-use crate::jwks::Algorithm;
+use crate::config::ProviderId;
+use crate::jwks::Thumbprint;
+use crate::time::UnixSeconds;
 
 pub fn token_hash(token: &str) -> Digest {
     Sha256::digest(token.as_bytes()).into()
@@ -31,13 +33,13 @@ pub fn token_fingerprint(hash: &Digest) -> String {
 /// What a successful verification established about the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    pub provider: usize,
+    pub provider: ProviderId,
     pub issuer: String,
     pub subject: Option<String>,
     pub client_id: Option<String>,
     pub scopes: Vec<String>,
-    /// The token's `exp` (seconds): an exchanged token must not outlive it.
-    pub expires_at: u64,
+    /// The token's `exp`: an exchanged token must not outlive it.
+    pub expires_at: UnixSeconds,
     /// Headers to set upstream, from `claim_to_headers`.
     pub headers: Vec<(String, String)>,
 }
@@ -46,9 +48,9 @@ pub struct Identity {
 pub struct VerifiedToken {
     /// Shared with every decision that hits this entry (no per-request copies).
     pub identity: Rc<Identity>,
-    pub nbf: Option<u64>,
-    pub kid: Option<String>,
-    pub alg: Algorithm,
+    pub nbf: Option<UnixSeconds>,
+    /// The key that verified the signature: a hit requires it to be still published.
+    pub key: Thumbprint,
 }
 
 pub type VerifiedTokenCache = BoundedCache<VerifiedToken>;

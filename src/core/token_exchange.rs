@@ -1,9 +1,12 @@
 //! RFC 8693 token exchange: the request to the STS, the reading of its answer, and the cache
 //! of exchanged tokens.
 //!
-//! One exchange per (subject token, audience, scopes, resource, token types) for as long as
-//! the result may live: min(`expires_in`, the subject token's `exp`) minus a safety margin.
-//! The cache key is a SHA-256 over those parts; a raw token is never a key.
+//! One exchange per (subject token, exchange parameters) for as long as the result may live:
+//! min(`expires_in`, the subject token's `exp`) minus a safety margin. The cache key is a
+//! SHA-256 over the subject token's hash and a digest of every parameter that can change what
+//! the STS answers (endpoint, cluster, client and its authentication, audience, scopes,
+//! resource, token types, extra parameters): two filters configured differently never share
+//! an exchanged token, whatever their `vm_id`. A raw token is never a key.
 
 use std::time::Duration;
 
@@ -13,6 +16,7 @@ use serde_json::Value;
 
 use crate::cache::{sha256, BoundedCache, Digest};
 use crate::config::{ClientAuth, TokenExchangeConfig};
+use crate::time::{UnixMillis, UnixSeconds};
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// Largest STS answer read (a real one is well under 8 KiB).
@@ -32,6 +36,36 @@ pub enum ExchangeFailure {
     Unavailable,
     /// No answer before the deadline.
     Timeout,
+}
+
+impl ExchangeFailure {
+    /// A one-byte code, to tell other workers how a shared exchange ended.
+    pub fn code(self) -> u8 {
+        match self {
+            ExchangeFailure::Rejected => 1,
+            ExchangeFailure::Failed => 2,
+            ExchangeFailure::Unavailable => 3,
+            ExchangeFailure::Timeout => 4,
+            ExchangeFailure::Refused(None) => 9,
+            ExchangeFailure::Refused(Some(c)) => {
+                let index = KNOWN_ERRORS.iter().position(|k| *k == c).unwrap_or(0);
+                10 + index as u8
+            }
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<ExchangeFailure> {
+        Some(match code {
+            1 => ExchangeFailure::Rejected,
+            2 => ExchangeFailure::Failed,
+            3 => ExchangeFailure::Unavailable,
+            4 => ExchangeFailure::Timeout,
+            9 => ExchangeFailure::Refused(None),
+            c => {
+                ExchangeFailure::Refused(Some(*KNOWN_ERRORS.get(usize::from(c.checked_sub(10)?))?))
+            }
+        })
+    }
 }
 
 /// OAuth error codes that may be named to the client (anything else is not echoed).
@@ -60,24 +94,33 @@ pub struct ExchangeRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exchanged {
     pub token: String,
-    /// Until when it is served from the cache (ms since the epoch); `None`: not cached.
-    pub cached_until: Option<u64>,
+    /// Until when it is served from the cache; `None`: not cached.
+    pub cached_until: Option<UnixMillis>,
 }
 
 pub struct TokenExchanger {
     config: TokenExchangeConfig,
     /// The scopes space-joined, as sent and as hashed into every cache key: joined once here.
     scope: String,
-    cache: BoundedCache<(String, u64)>,
+    /// Digest of every parameter that can change what the STS answers.
+    namespace: Digest,
+    cache: BoundedCache<(String, UnixMillis)>,
 }
 
 impl TokenExchanger {
     pub fn new(config: TokenExchangeConfig) -> TokenExchanger {
+        let scope = config.scopes.join(" ");
         TokenExchanger {
             cache: BoundedCache::new(config.cache_max_entries),
-            scope: config.scopes.join(" "),
+            namespace: namespace(&config, &scope),
+            scope,
             config,
         }
+    }
+
+    /// The digest that names this exchange configuration (and its shared-data entries).
+    pub fn namespace(&self) -> &Digest {
+        &self.namespace
     }
 
     pub fn audience(&self) -> Option<&str> {
@@ -87,34 +130,22 @@ impl TokenExchanger {
             .or(self.config.resource.as_deref())
     }
 
-    pub fn timeout(&self) -> Duration {
-        self.config.timeout
-    }
-
     /// The cache key of an exchange for the subject token whose SHA-256 is `subject_hash`.
     pub fn key(&self, subject_hash: &Digest) -> Digest {
-        let c = &self.config;
-        sha256(&[
-            subject_hash,
-            c.audience.as_deref().unwrap_or_default().as_bytes(),
-            self.scope.as_bytes(),
-            c.resource.as_deref().unwrap_or_default().as_bytes(),
-            c.subject_token_type.as_bytes(),
-            c.requested_token_type.as_bytes(),
-        ])
+        sha256(&[&self.namespace, subject_hash])
     }
 
-    pub fn cached(&self, key: &Digest, now_ms: u64) -> Option<&str> {
+    pub fn cached(&self, key: &Digest, now: UnixMillis) -> Option<&str> {
         match self.cache.get(key) {
-            Some((token, until)) if now_ms < *until => Some(token),
+            Some((token, until)) if now < *until => Some(token),
             _ => None,
         }
     }
 
     /// Remembers a token obtained elsewhere (another worker), if still fresh.
-    pub fn remember(&mut self, key: Digest, token: String, until_ms: u64, now_ms: u64) {
-        if now_ms < until_ms {
-            self.cache.insert(key, (token, until_ms));
+    pub fn remember(&mut self, key: Digest, token: String, until: UnixMillis, now: UnixMillis) {
+        if now < until {
+            self.cache.insert(key, (token, until));
         }
     }
 
@@ -182,15 +213,15 @@ impl TokenExchanger {
         }
     }
 
-    /// Reads the STS answer and caches a good one under `key`. `subject_exp` is the subject
-    /// token's `exp` in seconds.
+    /// Reads the STS answer and caches a good one under `key`; it never outlives the subject
+    /// token (`subject_exp`).
     pub fn accept(
         &mut self,
         key: Digest,
         status: Option<u16>,
         body: &[u8],
-        now_ms: u64,
-        subject_exp: u64,
+        now: UnixMillis,
+        subject_exp: UnixSeconds,
     ) -> Result<Exchanged, ExchangeFailure> {
         let status = status.ok_or(ExchangeFailure::Unavailable)?;
         match status {
@@ -222,19 +253,19 @@ impl TokenExchanger {
         if !accepted {
             return Err(ExchangeFailure::Failed);
         }
-        let ttl_ms = match doc.get("expires_in") {
-            None | Some(Value::Null) => self.config.default_ttl.as_millis() as u64,
+        let ttl = match doc.get("expires_in") {
+            None | Some(Value::Null) => self.config.default_ttl,
+            // `as` saturates: a huge expires_in is bounded by the subject token below.
             Some(v) => match v.as_f64() {
-                Some(secs) if secs.is_finite() && secs >= 0.0 => (secs * 1000.0) as u64,
+                Some(secs) if secs.is_finite() && secs >= 0.0 => {
+                    Duration::from_millis((secs * 1000.0) as u64)
+                }
                 _ => return Err(ExchangeFailure::Failed),
             },
         };
-        let lifetime_end = now_ms
-            .saturating_add(ttl_ms)
-            .min(subject_exp.saturating_mul(1000));
-        let cached_until = lifetime_end
-            .checked_sub(self.config.expiry_margin.as_millis() as u64)
-            .filter(|until| *until > now_ms);
+        let lifetime_end = now.plus(ttl).min(subject_exp.millis());
+        let cached_until =
+            Some(lifetime_end.minus(self.config.expiry_margin)).filter(|until| *until > now);
         if let Some(until) = cached_until {
             self.cache.insert(key, (token.to_string(), until));
         }
@@ -243,6 +274,40 @@ impl TokenExchanger {
             cached_until,
         })
     }
+}
+
+/// A digest of every parameter that can change what the STS answers. The client secret goes in
+/// hashed with the rest (a wrong secret is refused by the STS; a right one must not inherit
+/// tokens obtained with another), and never appears anywhere.
+fn namespace(c: &TokenExchangeConfig, scope: &str) -> Digest {
+    let (auth_method, client_id, secret) = match &c.client_auth {
+        ClientAuth::Basic { client_id, secret } => {
+            ("basic", Some(client_id.as_str()), Some(secret))
+        }
+        ClientAuth::Post { client_id, secret } => ("post", Some(client_id.as_str()), Some(secret)),
+        ClientAuth::None { client_id } => ("none", client_id.as_deref(), None),
+    };
+    let extra: Vec<u8> = c
+        .extra_params
+        .iter()
+        .flat_map(|(name, value)| sha256(&[name.as_bytes(), value.as_bytes()]))
+        .collect();
+    let secret_digest = secret.map(|s| sha256(&[s.0.as_bytes()]));
+    sha256(&[
+        b"mcp-auth-filter token exchange v1",
+        c.cluster.as_bytes(),
+        c.endpoint.authority.as_bytes(),
+        c.endpoint.path.as_bytes(),
+        auth_method.as_bytes(),
+        client_id.unwrap_or_default().as_bytes(),
+        secret_digest.as_ref().map_or(&[][..], |d| d.as_slice()),
+        c.audience.as_deref().unwrap_or_default().as_bytes(),
+        scope.as_bytes(),
+        c.resource.as_deref().unwrap_or_default().as_bytes(),
+        c.subject_token_type.as_bytes(),
+        c.requested_token_type.as_bytes(),
+        &extra,
+    ])
 }
 
 fn refusal(body: &[u8]) -> ExchangeFailure {
@@ -300,8 +365,14 @@ mod tests {
     use crate::config::Config;
     use serde_json::json;
 
-    const NOW_MS: u64 = 1_800_000_000_000;
-    const SUBJECT_EXP: u64 = NOW_MS / 1000 + 3600;
+    const NOW: u64 = 1_800_000_000;
+    const NOW_MS: UnixMillis = UnixMillis(NOW * 1000);
+    const SUBJECT_EXP: UnixSeconds = UnixSeconds(NOW + 3600);
+
+    /// `ms` milliseconds after NOW_MS.
+    fn at(ms: u64) -> UnixMillis {
+        UnixMillis(NOW_MS.0 + ms)
+    }
 
     fn config(exchange: serde_json::Value) -> TokenExchangeConfig {
         let v = json!({
@@ -456,9 +527,9 @@ mod tests {
         let body = br#"{"access_token":"backend-token","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"Bearer","expires_in":300}"#;
         let got = x.accept(key, Some(200), body, NOW_MS, SUBJECT_EXP).unwrap();
         assert_eq!(got.token, "backend-token");
-        assert_eq!(got.cached_until, Some(NOW_MS + 270_000));
-        assert_eq!(x.cached(&key, NOW_MS + 269_999), Some("backend-token"));
-        assert_eq!(x.cached(&key, NOW_MS + 270_000), None);
+        assert_eq!(got.cached_until, Some(at(270_000)));
+        assert_eq!(x.cached(&key, at(269_999)), Some("backend-token"));
+        assert_eq!(x.cached(&key, at(270_000)), None);
         assert_eq!(
             x.cached(
                 &x.key(&crate::token_cache::token_hash("other subject")),
@@ -473,13 +544,13 @@ mod tests {
         let mut x = okta();
         let key = x.key(&crate::token_cache::token_hash("subject"));
         let body = br#"{"access_token":"t","token_type":"bearer","expires_in":3600}"#;
-        let subject_exp = NOW_MS / 1000 + 100;
+        let subject_exp = UnixSeconds(NOW + 100);
         let got = x.accept(key, Some(200), body, NOW_MS, subject_exp).unwrap();
-        assert_eq!(got.cached_until, Some(NOW_MS + 70_000));
+        assert_eq!(got.cached_until, Some(at(70_000)));
         // Less than the margin left: used once, not cached.
         let key2 = x.key(&crate::token_cache::token_hash("short"));
         let got = x
-            .accept(key2, Some(200), body, NOW_MS, NOW_MS / 1000 + 20)
+            .accept(key2, Some(200), body, NOW_MS, UnixSeconds(NOW + 20))
             .unwrap();
         assert_eq!(got.cached_until, None);
         assert_eq!(x.cached(&key2, NOW_MS), None);
@@ -599,7 +670,10 @@ mod tests {
         let k = x.key(&crate::token_cache::token_hash("s"));
         let body = br#"{"access_token":"t","token_type":"Bearer","expires_in":1e300}"#;
         let got = x.accept(k, Some(200), body, NOW_MS, SUBJECT_EXP).unwrap();
-        assert_eq!(got.cached_until, Some(SUBJECT_EXP * 1000 - 30_000));
+        assert_eq!(
+            got.cached_until,
+            Some(UnixMillis(SUBJECT_EXP.0 * 1000 - 30_000))
+        );
     }
 
     #[test]
@@ -615,7 +689,28 @@ mod tests {
                 SUBJECT_EXP,
             )
             .unwrap();
-        assert_eq!(got.cached_until, Some(NOW_MS + 300_000 - 30_000));
+        assert_eq!(got.cached_until, Some(at(300_000 - 30_000)));
+    }
+
+    #[test]
+    fn failure_codes_round_trip() {
+        let mut all = vec![
+            ExchangeFailure::Rejected,
+            ExchangeFailure::Failed,
+            ExchangeFailure::Unavailable,
+            ExchangeFailure::Timeout,
+            ExchangeFailure::Refused(None),
+        ];
+        all.extend(
+            KNOWN_ERRORS
+                .iter()
+                .map(|c| ExchangeFailure::Refused(Some(c))),
+        );
+        for failure in all {
+            assert_eq!(ExchangeFailure::from_code(failure.code()), Some(failure));
+        }
+        assert_eq!(ExchangeFailure::from_code(0), None);
+        assert_eq!(ExchangeFailure::from_code(200), None);
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! status the client got (`on_log`, or the context going away).
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use mcp_auth_core::audit::{AuditRecord, Outcome};
-use mcp_auth_core::authenticator::Decision;
-use mcp_auth_core::token_cache::token_fingerprint;
+use mcp_auth_core::cache::Digest;
+use mcp_auth_core::time::UnixMillis;
+use mcp_auth_core::token_cache::{token_fingerprint, Identity};
 
 use crate::filter::host::ContextId;
 use crate::filter::pending::PendingRequest;
@@ -19,27 +21,32 @@ pub struct ExchangeUse<'a> {
     pub backend_audience: Option<&'a str>,
 }
 
+/// What the audit line says about a decided request.
+pub struct AuditFacts<'a> {
+    pub outcome: Outcome,
+    pub reason: Option<&'static str>,
+    pub identity: Option<&'a Rc<Identity>>,
+    pub token_hash: Option<&'a Digest>,
+    /// Whether the token came from the verified-token cache (allowed requests).
+    pub cache_hit: Option<bool>,
+    pub exchange: Option<ExchangeUse<'a>>,
+}
+
 #[derive(Default)]
 pub struct AuditLog {
-    records: HashMap<ContextId, (AuditRecord, u64)>,
+    records: HashMap<ContextId, (AuditRecord, UnixMillis)>,
 }
 
 impl AuditLog {
     /// Keeps the record of a decided request. Only when Envoy logs at info: below, no audit
     /// line is even built.
-    pub fn record(
-        &mut self,
-        request: &PendingRequest,
-        decision: &Decision,
-        now_ms: u64,
-        exchange: Option<ExchangeUse<'_>>,
-    ) {
+    pub fn record(&mut self, request: &PendingRequest, facts: AuditFacts<'_>, now: UnixMillis) {
         if !log::log_enabled!(log::Level::Info) {
             return;
         }
-        let record = build(request, decision, now_ms, exchange);
+        let record = build(request, facts, now);
         self.records
-            .insert(request.context, (record, request.started_ms));
+            .insert(request.context, (record, request.started));
     }
 
     /// Logs the line of a request that ended; `status` is asked for only when there is one.
@@ -47,64 +54,32 @@ impl AuditLog {
         &mut self,
         context: ContextId,
         status: impl FnOnce() -> Option<u32>,
-        now_ms: u64,
+        now: UnixMillis,
     ) {
-        if let Some((mut record, started_ms)) = self.records.remove(&context) {
+        if let Some((mut record, started)) = self.records.remove(&context) {
             record.status = status();
-            record.latency_ms = now_ms.saturating_sub(started_ms);
+            record.latency_ms = now.since(started).as_millis() as u64;
             log::info!("{}", record.to_line());
         }
     }
 }
 
-fn build(
-    request: &PendingRequest,
-    decision: &Decision,
-    now_ms: u64,
-    exchange: Option<ExchangeUse<'_>>,
-) -> AuditRecord {
+fn build(request: &PendingRequest, facts: AuditFacts<'_>, now: UnixMillis) -> AuditRecord {
     let head = &request.head;
-    let mut record = AuditRecord::new(Outcome::Allow, &head.method, &head.path);
-    record.auth_ms = now_ms.saturating_sub(request.started_ms);
-    let (identity, token_hash) = match decision {
-        Decision::Respond(_) => {
-            record.outcome = Outcome::Metadata;
-            (None, None)
-        }
-        Decision::Bypass => {
-            record.outcome = Outcome::Bypass;
-            (None, None)
-        }
-        Decision::Allow {
-            identity,
-            token_hash,
-            cache_hit,
-        } => {
-            record.cache = Some(if *cache_hit { "hit" } else { "miss" });
-            if let Some(used) = exchange {
-                record.exchange = Some(if used.cache_hit { "hit" } else { "miss" });
-                record.backend_audience = used.backend_audience.map(str::to_string);
-                record.sts_ms = used.sts_ms;
-            }
-            (Some(identity), Some(token_hash))
-        }
-        Decision::Deny {
-            reason,
-            identity,
-            token_hash,
-            ..
-        } => {
-            record.outcome = Outcome::Deny;
-            record.reason = Some(reason.label());
-            (identity.as_ref(), token_hash.as_ref())
-        }
-        Decision::Wait { .. } => (None, None),
-    };
-    if let Some(identity) = identity {
+    let mut record = AuditRecord::new(facts.outcome, &head.method, &head.path);
+    record.auth_ms = now.since(request.started).as_millis() as u64;
+    record.reason = facts.reason;
+    record.cache = facts.cache_hit.map(|hit| if hit { "hit" } else { "miss" });
+    if let Some(used) = facts.exchange {
+        record.exchange = Some(if used.cache_hit { "hit" } else { "miss" });
+        record.backend_audience = used.backend_audience.map(str::to_string);
+        record.sts_ms = used.sts_ms;
+    }
+    if let Some(identity) = facts.identity {
         record.user = identity.subject.clone();
         record.client_id = identity.client_id.clone();
         record.issuer = Some(identity.issuer.clone());
     }
-    record.token_sha256 = token_hash.map(token_fingerprint);
+    record.token_sha256 = facts.token_hash.map(token_fingerprint);
     record
 }

@@ -4,21 +4,20 @@
 use std::collections::HashMap;
 
 use mcp_auth_core::cache::Digest;
+use mcp_auth_core::config::ProviderId;
+use mcp_auth_core::jwks_cache::FetchStep;
 
 use crate::filter::host::{CalloutToken, ContextId, Host, OutgoingCall};
 
-/// Which fetch of a provider's keys a callout is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyFetchStep {
-    /// The OpenID configuration, which names the JWKS.
-    Discovery,
-    Jwks,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
-    Keys { provider: usize, step: KeyFetchStep },
-    Exchange { key: Digest },
+    Keys {
+        provider: ProviderId,
+        step: FetchStep,
+    },
+    Exchange {
+        key: Digest,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -119,8 +118,8 @@ mod tests {
     }
 
     const KEYS: Purpose = Purpose::Keys {
-        provider: 0,
-        step: KeyFetchStep::Jwks,
+        provider: ProviderId(0),
+        step: FetchStep::Jwks,
     };
 
     #[test]

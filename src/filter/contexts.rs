@@ -8,7 +8,6 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -19,8 +18,6 @@ use crate::filter::host::{install_logger, CalloutToken, ContextId, Host, ProxyWa
 use crate::filter::outcome::{apply_outcome, apply_to_contexts, not_ready};
 use crate::filter::request::RequestHead;
 use crate::filter::worker::{Outcome, Verdict, Worker};
-
-const TICK: Duration = Duration::from_secs(1);
 
 pub fn new_root(context_id: u32) -> Box<dyn RootContext> {
     install_logger(None);
@@ -99,16 +96,15 @@ impl RootContext for Root {
             config.resource,
             config.providers.len()
         );
+        for warning in &config.warnings {
+            log::warn!("mcp_auth_filter: {warning}");
+        }
         let worker = Worker::new(config, &mut host);
-        let needs_tick = worker.needs_tick();
         let Ok(mut slot) = self.shared.worker.try_borrow_mut() else {
             log::error!("mcp_auth_filter: configuration arrived while the worker was busy");
             return false;
         };
         *slot = Some(worker);
-        if needs_tick {
-            host.set_tick_period(TICK);
-        }
         true
     }
 
@@ -180,13 +176,12 @@ impl HttpContext for HttpFilter {
     fn on_log(&mut self) {
         let context = self.context;
         let _ = self.shared.with(|w, host| {
-            let now_ms = host.now_ms();
             // Asked for only when there is an audit line to finish.
             let status = || {
                 host.response_header(":status")
                     .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok())
             };
-            w.finish_audit(context, status, now_ms);
+            w.finish_audit(context, status, host);
         });
     }
 }

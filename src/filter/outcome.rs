@@ -13,7 +13,7 @@ use crate::filter::worker::Outcome;
 pub fn apply_outcome(host: &mut impl Host, outcome: &Outcome) {
     match outcome {
         Outcome::Forward(forwarding) => {
-            for name in forwarding.remove.iter() {
+            for name in forwarding.remove.iter().chain(&forwarding.remove_also) {
                 host.remove_request_header(name);
             }
             for (name, value) in &forwarding.set {

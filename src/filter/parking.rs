@@ -1,13 +1,16 @@
 //! Requests paused until something they need arrives (keys, an exchanged token), each with a
 //! deadline after which it is answered anyway.
 
+use mcp_auth_core::authenticator::{Authenticated, KeyNeed};
 use mcp_auth_core::cache::Digest;
+use mcp_auth_core::config::ProviderId;
+use mcp_auth_core::time::UnixMillis;
 
 use crate::filter::host::ContextId;
-use crate::filter::pending::{Authenticated, PendingRequest};
+use crate::filter::pending::PendingRequest;
 
 pub enum WaitingFor {
-    Keys(usize),
+    Keys(KeyNeed),
     Exchange {
         key: Digest,
         authenticated: Authenticated,
@@ -16,7 +19,7 @@ pub enum WaitingFor {
 
 pub struct Parked {
     pub request: PendingRequest,
-    pub deadline_ms: u64,
+    pub deadline: UnixMillis,
     pub waiting_for: WaitingFor,
 }
 
@@ -26,17 +29,17 @@ pub struct Parking {
 }
 
 impl Parking {
-    pub fn park(&mut self, request: PendingRequest, deadline_ms: u64, waiting_for: WaitingFor) {
+    pub fn park(&mut self, request: PendingRequest, deadline: UnixMillis, waiting_for: WaitingFor) {
         self.parked.push(Parked {
             request,
-            deadline_ms,
+            deadline,
             waiting_for,
         });
     }
 
     /// Takes out the requests waiting for `provider`'s keys.
-    pub fn take_waiting_for_keys(&mut self, provider: usize) -> Vec<Parked> {
-        self.take(|w| matches!(w, WaitingFor::Keys(p) if *p == provider))
+    pub fn take_waiting_for_keys(&mut self, provider: ProviderId) -> Vec<Parked> {
+        self.take(|w| matches!(w, WaitingFor::Keys(need) if need.provider == provider))
     }
 
     /// Takes out the requests waiting for the exchange with this cache key.
@@ -44,11 +47,20 @@ impl Parking {
         self.take(|w| matches!(w, WaitingFor::Exchange { key: k, .. } if k == key))
     }
 
+    /// Lets the requests waiting for this exchange wait until `deadline` (it moved here).
+    pub fn extend_exchange_wait(&mut self, key: &Digest, deadline: UnixMillis) {
+        for p in &mut self.parked {
+            if matches!(&p.waiting_for, WaitingFor::Exchange { key: k, .. } if k == key) {
+                p.deadline = p.deadline.max(deadline);
+            }
+        }
+    }
+
     /// Takes out the requests whose deadline has come.
-    pub fn take_expired(&mut self, now_ms: u64) -> Vec<Parked> {
+    pub fn take_expired(&mut self, now: UnixMillis) -> Vec<Parked> {
         let (expired, waiting) = std::mem::take(&mut self.parked)
             .into_iter()
-            .partition(|p| now_ms >= p.deadline_ms);
+            .partition(|p| now >= p.deadline);
         self.parked = waiting;
         expired
     }

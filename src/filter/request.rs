@@ -1,7 +1,7 @@
 //! What the filter reads of a request's headers, kept while the request waits (the token stays
 //! in memory only).
 
-use mcp_auth_core::authenticator::{Authorization, Request};
+use mcp_auth_core::request::{Authorization, Request};
 
 #[derive(Debug, Clone, Default)]
 pub struct RequestHead {
@@ -10,6 +10,9 @@ pub struct RequestHead {
     pub authorization: Option<String>,
     pub repeated_authorization: bool,
     pub is_cors_preflight: bool,
+    /// Header names with `_` or upper case, which a CGI-style server (WSGI, PHP, Rack) reads
+    /// as the name with `-`: the spellings a client could forge a filter-set header with.
+    pub unusual_names: Vec<String>,
 }
 
 impl RequestHead {
@@ -32,12 +35,33 @@ impl RequestHead {
                 }
                 b"origin" => origin = true,
                 b"access-control-request-method" => preflight_method = true,
-                _ => {}
+                other => {
+                    if other.iter().any(|b| *b == b'_' || b.is_ascii_uppercase()) {
+                        head.unusual_names
+                            .push(String::from_utf8_lossy(other).into_owned());
+                    }
+                }
             }
         }
         head.repeated_authorization = authorization_count > 1;
         head.is_cors_preflight = head.method == "OPTIONS" && origin && preflight_method;
         head
+    }
+
+    /// This request's header names that a server would read as one of `names` (which are
+    /// lower case with `-`), other than those names themselves.
+    pub fn aliases_of(&self, names: &[String]) -> Vec<String> {
+        if self.unusual_names.is_empty() {
+            return Vec::new();
+        }
+        self.unusual_names
+            .iter()
+            .filter(|n| {
+                let canonical = n.to_ascii_lowercase().replace('_', "-");
+                names.contains(&canonical)
+            })
+            .cloned()
+            .collect()
     }
 
     pub fn view(&self) -> Request<'_> {
@@ -91,6 +115,24 @@ mod tests {
         ]));
         assert_eq!(head.view().authorization, Authorization::Repeated);
         assert!(head.is_cors_preflight);
+    }
+
+    #[test]
+    fn underscore_and_case_spellings_of_filter_headers_are_found() {
+        let head = RequestHead::from_headers(&pairs(&[
+            ("x_mcp_user_sub", b"admin"),
+            ("X-MCP-User-Sub", b"admin"),
+            ("x-mcp-user-sub", b"admin"),
+            ("x_other", b"1"),
+            ("authorization", b"Bearer t"),
+        ]));
+        let stripped = vec!["authorization".to_string(), "x-mcp-user-sub".to_string()];
+        assert_eq!(
+            head.aliases_of(&stripped),
+            vec!["x_mcp_user_sub".to_string(), "X-MCP-User-Sub".to_string()]
+        );
+        let plain = RequestHead::from_headers(&pairs(&[("x-mcp-user-sub", b"admin")]));
+        assert!(plain.aliases_of(&stripped).is_empty());
     }
 
     #[test]

@@ -10,27 +10,40 @@
 //! request can call back into the VM).
 
 use std::rc::Rc;
+use std::time::Duration;
 
-use mcp_auth_core::authenticator::{bearer_token, Authenticator, Decision, WaitFor};
+use mcp_auth_core::audit::Outcome as AuditOutcome;
+use mcp_auth_core::authenticator::{
+    Authenticated, Authenticator, Decision, Denial, KeyNeed, KeyNeedKind,
+};
 use mcp_auth_core::config::Config;
-use mcp_auth_core::jwt;
+use mcp_auth_core::jwks_cache::FetchReason;
 use mcp_auth_core::response::{DenyReason, LocalResponse};
 use mcp_auth_core::token_exchange::{ExchangeFailure, TokenExchanger};
 
-use crate::filter::audit_log::{AuditLog, ExchangeUse};
+use crate::filter::audit_log::{AuditFacts, AuditLog, ExchangeUse};
 use crate::filter::callouts::{Callouts, Purpose};
 use crate::filter::exchange::{Exchanges, Settled};
 use crate::filter::host::{CalloutToken, ContextId, Host};
-use crate::filter::keys::{AfterReply, KeyLoader};
+use crate::filter::keys::{AfterReply, FetchWait, KeyLoader};
 use crate::filter::metrics::Metrics;
 use crate::filter::parking::{Parked, Parking, WaitingFor};
-use crate::filter::pending::{Authenticated, PendingRequest};
+use crate::filter::pending::PendingRequest;
 use crate::filter::request::RequestHead;
 
-/// Forward upstream after removing `remove` and setting `set`.
+/// The root's tick: background refreshes and deadlines.
+pub const TICK: Duration = Duration::from_secs(1);
+/// The tick while requests wait for another worker's fetch or exchange: how soon they see its
+/// result in shared data.
+pub const FAST_TICK: Duration = Duration::from_millis(50);
+
+/// Forward upstream after removing `remove` (and `remove_also`) and setting `set`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forwarding {
     pub remove: Rc<[String]>,
+    /// This request's own spellings of the removed headers (`x_mcp_user_sub`), which a
+    /// CGI-style server would read as the same header.
+    pub remove_also: Vec<String>,
     pub set: Vec<(String, String)>,
 }
 
@@ -56,6 +69,18 @@ enum KeyWait {
     AlreadyWaited,
 }
 
+/// A decision with nothing left to wait for.
+enum Final {
+    Metadata(LocalResponse),
+    Bypass,
+    Allow {
+        authenticated: Authenticated,
+        /// The upstream token's header, and the STS latency when just obtained.
+        upstream: Option<((String, String), Option<u64>)>,
+    },
+    Deny(Denial),
+}
+
 pub struct Worker {
     auth: Authenticator,
     keys: KeyLoader,
@@ -66,28 +91,45 @@ pub struct Worker {
     audit: AuditLog,
     /// Request headers removed before forwarding (built once from the configuration).
     stripped: Rc<[String]>,
+    /// The tick period asked of the host last.
+    tick: Option<Duration>,
 }
 
 impl Worker {
     pub fn new(config: Config, host: &mut impl Host) -> Worker {
-        Worker {
+        let me = host.random_u64();
+        let mut worker = Worker {
             stripped: config.stripped_headers.clone().into(),
-            keys: KeyLoader::new(&config),
+            keys: KeyLoader::new(&config, me),
             exchanges: config
                 .token_exchange
                 .clone()
-                .map(|c| Exchanges::new(TokenExchanger::new(c))),
+                .map(|c| Exchanges::new(TokenExchanger::new(c), me)),
             auth: Authenticator::new(config),
             metrics: Metrics::define(host),
             callouts: Callouts::default(),
             parking: Parking::default(),
             audit: AuditLog::default(),
-        }
+            tick: None,
+        };
+        worker.sync_tick(host);
+        worker
     }
 
-    /// Whether the root must tick: background key refreshes, deadlines, resends.
-    pub fn needs_tick(&self) -> bool {
-        self.exchanges.is_some() || self.keys.has_remote_keys()
+    /// Asks the host for the tick this worker needs now: none without remote keys or
+    /// exchanges, fast while requests wait on another worker, else once a second.
+    fn sync_tick(&mut self, host: &mut impl Host) {
+        let needs_tick = self.exchanges.is_some() || !self.keys.remote_providers().is_empty();
+        if !needs_tick {
+            return;
+        }
+        let watching =
+            self.keys.watching() || self.exchanges.as_ref().is_some_and(Exchanges::watching);
+        let period = if watching { FAST_TICK } else { TICK };
+        if self.tick != Some(period) {
+            host.set_tick_period(period);
+            self.tick = Some(period);
+        }
     }
 
     /// Decides a new request whose headers just arrived.
@@ -100,9 +142,11 @@ impl Worker {
         let request = PendingRequest {
             context,
             head,
-            started_ms: host.now_ms(),
+            started: host.now(),
         };
-        self.evaluate(host, request, context, KeyWait::MayFetch)
+        let verdict = self.evaluate(host, request, context, KeyWait::MayFetch);
+        self.sync_tick(host);
+        verdict
     }
 
     /// Decides a request. `active` is the context whose host call we are in: callouts sent
@@ -114,98 +158,72 @@ impl Worker {
         active: ContextId,
         key_wait: KeyWait,
     ) -> Verdict {
-        match self.decide_with_shared_keys(host, &request.head) {
-            Decision::Wait { provider, wait_for } => {
-                self.wait_for_keys(host, request, active, (provider, wait_for), key_wait)
-            }
-            Decision::Allow {
-                identity,
-                token_hash,
-                cache_hit,
-            } if self.exchanges.is_some() => {
-                let authenticated = Authenticated {
-                    identity,
-                    token_hash,
-                    cache_hit,
-                };
+        match self.decide(host, &request.head) {
+            Decision::NeedKeys(need) => self.wait_for_keys(host, request, active, need, key_wait),
+            Decision::Allow(authenticated) => {
                 self.exchange_for(host, request, active, authenticated)
             }
-            decision => Verdict::Done(self.conclude(host, &request, decision, None)),
-        }
-    }
-
-    /// Decides, first adopting keys another worker loaded when the decision wants keys (it
-    /// may have fetched while this worker backs off): that beats waiting or failing.
-    fn decide_with_shared_keys(&mut self, host: &mut impl Host, head: &RequestHead) -> Decision {
-        let now = host.now_ms();
-        let decision = self.auth.decide(&head.view(), self.keys.keyring(), now);
-        let wants_keys = match &decision {
-            Decision::Wait { provider, .. } => Some(*provider),
-            Decision::Deny {
-                reason: DenyReason::JwksUnavailable,
-                ..
-            } => self.provider_of(head),
-            _ => None,
-        };
-        match wants_keys {
-            Some(provider) if self.keys.adopt_shared(host, provider) => {
-                self.auth.decide(&head.view(), self.keys.keyring(), now)
+            Decision::Respond(response) => {
+                Verdict::Done(self.conclude(host, &request, Final::Metadata(response)))
             }
-            _ => decision,
+            Decision::Bypass => Verdict::Done(self.conclude(host, &request, Final::Bypass)),
+            Decision::Deny(denial) => {
+                Verdict::Done(self.conclude(host, &request, Final::Deny(denial)))
+            }
         }
     }
 
-    /// The provider a request's token claims to come from (unverified `iss`), for the rare
-    /// paths that need it before the decision.
-    fn provider_of(&self, head: &RequestHead) -> Option<usize> {
-        let token = bearer_token(head.authorization.as_deref()?)?;
-        let parsed = jwt::parse(token, self.auth.config().max_token_bytes).ok()?;
-        let (index, _) = self
-            .auth
-            .config()
-            .provider_for_issuer(parsed.claims.iss.as_deref()?)?;
-        Some(index)
+    /// Decides; when keys are needed, first looks at what the other workers did (published
+    /// keys, a fetch under way, the rate limit's history) and decides again if that changed
+    /// anything: a worker never refuses a token another worker's keys accept.
+    fn decide(&mut self, host: &mut impl Host, head: &RequestHead) -> Decision {
+        let now = host.now();
+        let decision = self.auth.decide(&head.view(), self.keys.keyring(), now);
+        let Decision::NeedKeys(need) = &decision else {
+            return decision;
+        };
+        self.keys.sync(host, need.provider);
+        self.auth.decide(&head.view(), self.keys.keyring(), now)
     }
 
-    /// Parks a request until keys arrive, starting the fetch if none is in flight.
+    /// Parks a request until keys arrive, starting the fetch if none is under way, or refuses
+    /// it when there is nothing to wait for.
     fn wait_for_keys(
         &mut self,
         host: &mut impl Host,
         request: PendingRequest,
         active: ContextId,
-        (provider, wait_for): (usize, WaitFor),
+        need: KeyNeed,
         key_wait: KeyWait,
     ) -> Verdict {
-        let waiting = self.keys.fetch_for_waiter(
-            host,
-            &mut self.callouts,
-            &self.metrics,
-            provider,
-            wait_for,
-            key_wait == KeyWait::MayFetch,
-            active,
-        );
-        if !waiting {
-            // Nothing to wait for (fetch refused, or this request already waited once):
-            // decide with what there is.
-            let now = host.now_ms();
-            let decision = match self
-                .auth
-                .decide(&request.head.view(), self.keys.keyring(), now)
-            {
-                Decision::Wait { .. } => self.auth.keys_unavailable(None),
-                other => other,
-            };
-            return Verdict::Done(self.conclude(host, &request, decision, None));
+        let reason = match need.kind {
+            KeyNeedKind::FirstKeys => Some(FetchReason::Scheduled),
+            KeyNeedKind::UnknownKid => Some(FetchReason::UnknownKid),
+            KeyNeedKind::KeysUnavailable | KeyNeedKind::KeyNotFound => None,
+        };
+        let wait = match reason {
+            Some(reason) => self.keys.fetch_for_waiter(
+                host,
+                &mut self.callouts,
+                &self.metrics,
+                need.provider,
+                reason,
+                key_wait == KeyWait::MayFetch,
+                active,
+            ),
+            None => FetchWait::Nothing,
+        };
+        if wait == FetchWait::Nothing {
+            let denial = self.auth.refuse(&need);
+            return Verdict::Done(self.conclude(host, &request, Final::Deny(denial)));
         }
-        let deadline_ms = self.keys.wait_deadline(provider, host.now_ms());
-        self.parking
-            .park(request, deadline_ms, WaitingFor::Keys(provider));
+        let deadline = self.keys.wait_deadline(need.provider, host.now());
+        self.parking.park(request, deadline, WaitingFor::Keys(need));
         Verdict::Parked
     }
 
-    /// Gets the upstream token for an authenticated request: from the cache, from another
-    /// worker, from an exchange in flight, or from a new exchange.
+    /// Gets the upstream token for an authenticated request (when an exchange is configured):
+    /// from the cache, from another worker, from an exchange under way, or from a new one.
     fn exchange_for(
         &mut self,
         host: &mut impl Host,
@@ -213,17 +231,12 @@ impl Worker {
         active: ContextId,
         authenticated: Authenticated,
     ) -> Verdict {
-        let subject = request
-            .head
-            .authorization
-            .as_deref()
-            .and_then(bearer_token)
-            .map(str::to_string);
-        let (Some(subject), Some(exchanges)) = (subject, self.exchanges.as_mut()) else {
-            // Cannot happen: the request was authenticated with this header, and exchanges
-            // are only asked for when configured.
-            let decision = self.deny_authenticated(authenticated, DenyReason::InvalidRequest);
-            return Verdict::Done(self.conclude(host, &request, decision, None));
+        let Some(exchanges) = self.exchanges.as_mut() else {
+            let done = Final::Allow {
+                authenticated,
+                upstream: None,
+            };
+            return Verdict::Done(self.conclude(host, &request, done));
         };
         let key = exchanges.key(&authenticated.token_hash);
         if let Some(token) = exchanges.cached(host, &key) {
@@ -237,23 +250,24 @@ impl Worker {
             &mut self.callouts,
             &self.metrics,
             key,
-            &subject,
+            &authenticated.token,
             authenticated.identity.expires_at,
             active,
         );
         match started {
-            Ok(deadline_ms) => {
+            Ok(deadline) => {
                 self.parking.park(
                     request,
-                    deadline_ms,
+                    deadline,
                     WaitingFor::Exchange { key, authenticated },
                 );
                 Verdict::Parked
             }
             Err(failure) => {
-                let decision =
-                    self.deny_authenticated(authenticated, DenyReason::Exchange(failure));
-                Verdict::Done(self.conclude(host, &request, decision, None))
+                let denial = self
+                    .auth
+                    .deny_authenticated(authenticated, DenyReason::Exchange(failure));
+                Verdict::Done(self.conclude(host, &request, Final::Deny(denial)))
             }
         }
     }
@@ -268,80 +282,74 @@ impl Worker {
         token: &str,
         sts_ms: Option<u64>,
     ) -> Outcome {
-        let header = self.exchanges.as_ref().map(|x| x.upstream_header(token));
-        let decision = Decision::Allow {
-            identity: authenticated.identity,
-            token_hash: authenticated.token_hash,
-            cache_hit: authenticated.cache_hit,
+        let upstream = self
+            .exchanges
+            .as_ref()
+            .map(|x| (x.upstream_header(token), sts_ms));
+        let done = Final::Allow {
+            authenticated,
+            upstream,
         };
-        self.conclude(host, request, decision, header.map(|h| (h, sts_ms)))
+        self.conclude(host, request, done)
     }
 
-    /// Metrics, the audit record and the outcome of a final decision. With `exchanged`, an
-    /// allowed request also carries its upstream token header (and the STS latency, if any).
-    fn conclude(
-        &mut self,
-        host: &mut impl Host,
-        request: &PendingRequest,
-        decision: Decision,
-        exchanged: Option<((String, String), Option<u64>)>,
-    ) -> Outcome {
-        let outcome = match &decision {
-            Decision::Respond(response) => {
+    /// Metrics, the audit record and the outcome of a final decision.
+    fn conclude(&mut self, host: &mut impl Host, request: &PendingRequest, done: Final) -> Outcome {
+        let remove_also = request.head.aliases_of(&self.stripped);
+        let forward = |set| {
+            Outcome::Forward(Forwarding {
+                remove: Rc::clone(&self.stripped),
+                remove_also,
+                set,
+            })
+        };
+        let backend_audience = self.exchanges.as_ref().and_then(|x| x.backend_audience());
+        let (outcome, facts) = match &done {
+            Final::Metadata(response) => {
                 self.metrics.metadata_served(host);
-                Outcome::Respond(response.clone())
+                (
+                    Outcome::Respond(response.clone()),
+                    facts(AuditOutcome::Metadata),
+                )
             }
-            Decision::Bypass => {
+            Final::Bypass => {
                 self.metrics.bypassed(host);
-                Outcome::Forward(Forwarding {
-                    remove: Rc::clone(&self.stripped),
-                    set: Vec::new(),
-                })
+                (forward(Vec::new()), facts(AuditOutcome::Bypass))
             }
-            Decision::Allow {
-                identity,
-                cache_hit,
-                ..
+            Final::Allow {
+                authenticated,
+                upstream,
             } => {
-                self.metrics.allowed(host, *cache_hit);
-                let mut set = identity.headers.clone();
-                set.extend(exchanged.as_ref().map(|(header, _)| header.clone()));
-                Outcome::Forward(Forwarding {
-                    remove: Rc::clone(&self.stripped),
-                    set,
-                })
+                self.metrics.allowed(host, authenticated.cache_hit);
+                let mut set = authenticated.identity.headers.clone();
+                set.extend(upstream.as_ref().map(|(header, _)| header.clone()));
+                let exchange = upstream.as_ref().map(|(_, sts_ms)| ExchangeUse {
+                    cache_hit: sts_ms.is_none(),
+                    sts_ms: *sts_ms,
+                    backend_audience,
+                });
+                let facts = AuditFacts {
+                    identity: Some(&authenticated.identity),
+                    token_hash: Some(&authenticated.token_hash),
+                    cache_hit: Some(authenticated.cache_hit),
+                    exchange,
+                    ..facts(AuditOutcome::Allow)
+                };
+                (forward(set), facts)
             }
-            Decision::Deny {
-                reason, response, ..
-            } => {
-                self.metrics.denied(host, *reason);
-                Outcome::Respond(response.clone())
-            }
-            Decision::Wait { .. } => {
-                // Callers resolve waits before concluding; answer as if keys never came.
-                let reason = DenyReason::JwksUnavailable;
-                self.metrics.denied(host, reason);
-                Outcome::Respond(self.auth.responses().deny(reason))
+            Final::Deny(denial) => {
+                self.metrics.denied(host, denial.reason);
+                let facts = AuditFacts {
+                    reason: Some(denial.reason.label()),
+                    identity: denial.identity.as_ref(),
+                    token_hash: denial.token_hash.as_ref(),
+                    ..facts(AuditOutcome::Deny)
+                };
+                (Outcome::Respond(denial.response.clone()), facts)
             }
         };
-        let exchange_use = exchanged.map(|(_, sts_ms)| ExchangeUse {
-            cache_hit: sts_ms.is_none(),
-            sts_ms,
-            backend_audience: self.exchanges.as_ref().and_then(|x| x.backend_audience()),
-        });
-        self.audit
-            .record(request, &decision, host.now_ms(), exchange_use);
+        self.audit.record(request, facts, host.now());
         outcome
-    }
-
-    /// The denial of an authenticated request (its identity stays in the audit line).
-    fn deny_authenticated(&self, authenticated: Authenticated, reason: DenyReason) -> Decision {
-        Decision::Deny {
-            reason,
-            response: self.auth.responses().deny(reason),
-            identity: Some(authenticated.identity),
-            token_hash: Some(authenticated.token_hash),
-        }
     }
 
     /// Logs the audit line of a request that ended, with the status the client got.
@@ -349,9 +357,9 @@ impl Worker {
         &mut self,
         context: ContextId,
         status: impl FnOnce() -> Option<u32>,
-        now_ms: u64,
+        host: &impl Host,
     ) {
-        self.audit.finish(context, status, now_ms);
+        self.audit.finish(context, status, host.now());
     }
 
     /// Handles a callout reply delivered to `active`. Returns the parked requests decided as
@@ -363,7 +371,7 @@ impl Worker {
         active: ContextId,
         body_size: usize,
     ) -> Vec<(ContextId, Outcome)> {
-        match self.callouts.take(token) {
+        let decided = match self.callouts.take(token) {
             None => Vec::new(),
             Some(Purpose::Keys { provider, step }) => {
                 let after = self.keys.on_reply(
@@ -390,14 +398,16 @@ impl Worker {
                     None => Vec::new(),
                 }
             }
-        }
+        };
+        self.sync_tick(host);
+        decided
     }
 
     /// Decides again the requests parked on `provider`'s keys.
     fn wake_key_waiters(
         &mut self,
         host: &mut impl Host,
-        provider: usize,
+        provider: mcp_auth_core::config::ProviderId,
         active: ContextId,
     ) -> Vec<(ContextId, Outcome)> {
         let ready = self.parking.take_waiting_for_keys(provider);
@@ -429,13 +439,15 @@ impl Worker {
             };
             let outcome = match &settled.outcome {
                 Ok(token) => {
-                    let sts_ms = Some(settled.sts_ms.unwrap_or(0));
+                    // A token this worker did not fetch counts as a cache hit.
+                    let sts_ms = settled.sts_ms;
                     self.forward_exchanged(host, &p.request, authenticated, token, sts_ms)
                 }
                 Err(failure) => {
-                    let decision =
-                        self.deny_authenticated(authenticated, DenyReason::Exchange(*failure));
-                    self.conclude(host, &p.request, decision, None)
+                    let denial = self
+                        .auth
+                        .deny_authenticated(authenticated, DenyReason::Exchange(*failure));
+                    self.conclude(host, &p.request, Final::Deny(denial))
                 }
             };
             decided.push((p.request.context, outcome));
@@ -444,12 +456,12 @@ impl Worker {
     }
 
     /// Periodic work (the root context's tick): adopt keys other workers fetched, give up on
-    /// overdue callouts and over-waited requests, start background refreshes, resend
-    /// exchanges whose callout was lost.
+    /// overdue callouts and over-waited requests, resend lost callouts, start background
+    /// refreshes, look at other workers' exchanges.
     pub fn on_tick(&mut self, host: &mut impl Host, root: ContextId) -> Vec<(ContextId, Outcome)> {
         let mut decided = Vec::new();
         for provider in self.keys.remote_providers() {
-            if self.keys.adopt_shared(host, provider) {
+            if self.keys.tick_shared(host, provider) {
                 decided.extend(self.wake_key_waiters(host, provider, root));
             }
             if self
@@ -458,50 +470,59 @@ impl Worker {
             {
                 decided.extend(self.wake_key_waiters(host, provider, root));
             }
-            let refused =
+            let resend =
                 self.keys
-                    .start_due_fetch(host, &mut self.callouts, &self.metrics, provider, root)
-                    == Some(false);
-            if refused {
+                    .resend_orphaned(host, &mut self.callouts, &self.metrics, provider, root);
+            let due =
+                self.keys
+                    .start_due_fetch(host, &mut self.callouts, &self.metrics, provider, root);
+            if resend == Some(false) || due == Some(false) {
                 decided.extend(self.wake_key_waiters(host, provider, root));
             }
         }
-        let settled = match self.exchanges.as_mut() {
+        let tick = match self.exchanges.as_mut() {
             Some(x) => x.tick(host, &mut self.callouts, &self.metrics, root),
-            None => Vec::new(),
+            None => Default::default(),
         };
-        for s in settled {
+        for (key, deadline) in tick.extended {
+            self.parking.extend_exchange_wait(&key, deadline);
+        }
+        for s in tick.settled {
             decided.extend(self.wake_exchange_waiters(host, s));
         }
-        for p in self.parking.take_expired(host.now_ms()) {
+        for p in self.parking.take_expired(host.now()) {
             decided.push(self.give_up(host, p));
         }
+        self.sync_tick(host);
         decided
     }
 
     /// Answers a request whose wait outlived its deadline.
     fn give_up(&mut self, host: &mut impl Host, parked: Parked) -> (ContextId, Outcome) {
-        let decision = match parked.waiting_for {
-            WaitingFor::Keys(_) => self.auth.keys_unavailable(None),
-            WaitingFor::Exchange { authenticated, .. } => self.deny_authenticated(
+        let denial = match parked.waiting_for {
+            WaitingFor::Keys(need) => self.auth.refuse(&KeyNeed {
+                kind: KeyNeedKind::KeysUnavailable,
+                ..need
+            }),
+            WaitingFor::Exchange { authenticated, .. } => self.auth.deny_authenticated(
                 authenticated,
                 DenyReason::Exchange(ExchangeFailure::Timeout),
             ),
         };
-        let outcome = self.conclude(host, &parked.request, decision, None);
+        let outcome = self.conclude(host, &parked.request, Final::Deny(denial));
         (parked.request.context, outcome)
     }
 
     /// An HTTP context ended. Its parked request is dropped; a callout it owned will never
-    /// deliver its reply, so it is forgotten (a key fetch is started again on the next tick,
-    /// an exchange is resent by the root).
+    /// deliver its reply, so the root sends it again on the next tick (keeping its place:
+    /// a client that goes away can neither cancel a refetch nor spend its rate limit).
     pub fn on_context_gone(&mut self, host: &mut impl Host, context: ContextId) {
         // A request that ended without `on_log` (client gone while it waited) is still audited.
-        self.audit.finish(context, || None, host.now_ms());
+        self.audit.finish(context, || None, host.now());
         self.parking.remove(context);
         for purpose in self.callouts.take_owned_by(context) {
             match purpose {
-                Purpose::Keys { provider, .. } => self.keys.abandon(provider),
+                Purpose::Keys { provider, .. } => self.keys.orphan(provider),
                 Purpose::Exchange { key } => {
                     if let Some(x) = self.exchanges.as_mut() {
                         x.orphan(&key);
@@ -509,5 +530,16 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+fn facts<'a>(outcome: AuditOutcome) -> AuditFacts<'a> {
+    AuditFacts {
+        outcome,
+        reason: None,
+        identity: None,
+        token_hash: None,
+        cache_hit: None,
+        exchange: None,
     }
 }

@@ -56,6 +56,18 @@ pub(super) fn duration_at_least(
     Ok(d)
 }
 
+/// Reads the optional duration field `key` (no default): an error when shorter than `min`.
+pub(super) fn optional_duration(
+    o: &mut Obj,
+    key: &'static str,
+    min: Duration,
+) -> Result<Option<Duration>, ConfigError> {
+    if o.string(key)?.is_none() {
+        return Ok(None);
+    }
+    duration_at_least(o, key, Duration::ZERO, min).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use super::callout::{self, Callout, Endpoint};
 use super::duration::duration_at_least;
 use super::error::{err, ConfigError};
 use super::reader::Obj;
-use super::url::{http_target, HttpTarget};
+use super::url::{http_target, parse_http_url, HttpTarget};
 use crate::jwks::KeySet;
 
 #[derive(Debug, Clone)]
@@ -33,7 +33,18 @@ pub struct RemoteKeys {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchTarget {
     Jwks(HttpTarget),
-    Discovery(HttpTarget),
+    Discovery(Discovery),
+}
+
+/// OIDC discovery: where the OpenID configuration is, and what its answer must say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    pub target: HttpTarget,
+    /// The document's `issuer` must equal this (OpenID Connect Discovery 1.0 §4.3).
+    pub issuer: String,
+    /// Origins the discovered `jwks_uri` may point at: the issuer's own, plus
+    /// `allowed_jwks_origins`. Keys from elsewhere are refused.
+    pub jwks_origins: Vec<String>,
 }
 
 const DEFAULT_CACHE_DURATION: Duration = Duration::from_secs(600);
@@ -132,6 +143,7 @@ fn oidc_discovery(mut o: Obj, issuer_path: &str, issuer: &str) -> Result<RemoteK
     let cluster = o.string("cluster")?;
     let timeout = callout::timeout(&mut o)?;
     let refresh = Refresh::read(&mut o)?;
+    let allowed_jwks_origins = o.strings("allowed_jwks_origins")?.unwrap_or_default();
     o.finish()?;
     let discovery_url = format!(
         "{}/.well-known/openid-configuration",
@@ -139,7 +151,24 @@ fn oidc_discovery(mut o: Obj, issuer_path: &str, issuer: &str) -> Result<RemoteK
     );
     let target = http_target(issuer_path, &discovery_url)?;
     let cluster = callout::cluster_name(&o.at("cluster"), cluster)?;
-    Ok(refresh.remote_keys(FetchTarget::Discovery(target), Callout { cluster, timeout }))
+    let mut jwks_origins = vec![target.origin.clone()];
+    for (i, origin) in allowed_jwks_origins.iter().enumerate() {
+        let path = format!("{}[{i}]", o.at("allowed_jwks_origins"));
+        let url = parse_http_url(&path, origin)?;
+        if url.path != "/" || url.query.is_some() || origin.ends_with('/') {
+            return Err(err(path, "an origin (scheme://host[:port]) without a path"));
+        }
+        jwks_origins.push(url.origin());
+    }
+    let discovery = Discovery {
+        target,
+        issuer: issuer.to_string(),
+        jwks_origins,
+    };
+    Ok(refresh.remote_keys(
+        FetchTarget::Discovery(discovery),
+        Callout { cluster, timeout },
+    ))
 }
 
 /// `local_jwks`: the key set inline (a wasm filter cannot read files).
@@ -202,12 +231,53 @@ mod tests {
         match &c.providers[0].keys {
             KeySource::Remote(r) => assert_eq!(
                 r.start,
-                FetchTarget::Discovery(HttpTarget {
-                    authority: "idp.example.com".into(),
-                    path: "/oauth2/default/.well-known/openid-configuration".into()
+                FetchTarget::Discovery(Discovery {
+                    target: HttpTarget {
+                        origin: "https://idp.example.com".into(),
+                        authority: "idp.example.com".into(),
+                        path: "/oauth2/default/.well-known/openid-configuration".into()
+                    },
+                    issuer: "https://idp.example.com/oauth2/default".into(),
+                    jwks_origins: vec!["https://idp.example.com".into()],
                 })
             ),
             KeySource::Local(_) => panic!("expected remote"),
+        }
+    }
+
+    #[test]
+    fn discovery_may_allow_other_jwks_origins() {
+        let r = remote_keys(
+            "oidc_discovery",
+            serde_json::json!({"cluster": "okta",
+                "allowed_jwks_origins": ["https://keys.example.com", "HTTPS://Other.example.com:8443"]}),
+        )
+        .unwrap();
+        let FetchTarget::Discovery(d) = r.start else {
+            panic!("expected discovery")
+        };
+        assert_eq!(
+            d.jwks_origins,
+            [
+                "https://idp.example.com",
+                "https://keys.example.com",
+                "https://other.example.com:8443"
+            ]
+        );
+        for bad in [
+            "https://keys.example.com/jwks",
+            "keys.example.com",
+            "https://k/",
+        ] {
+            let e = remote_keys(
+                "oidc_discovery",
+                serde_json::json!({"cluster": "okta", "allowed_jwks_origins": [bad]}),
+            )
+            .unwrap_err();
+            assert_eq!(
+                e.path, "providers.okta.oidc_discovery.allowed_jwks_origins[0]",
+                "{bad}"
+            );
         }
     }
 
@@ -275,7 +345,7 @@ mod tests {
         assert_eq!(
             e.problem,
             "unknown field, expected one of: cluster, timeout, cache_duration, \
-             failed_refetch_duration, unknown_kid_refetch_interval"
+             failed_refetch_duration, unknown_kid_refetch_interval, allowed_jwks_origins"
         );
     }
 }

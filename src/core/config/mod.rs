@@ -23,7 +23,7 @@ mod fixtures;
 
 pub use duration::parse_duration;
 pub use error::ConfigError;
-pub use key_source::{FetchTarget, KeySource, RemoteKeys};
+pub use key_source::{Discovery, FetchTarget, KeySource, RemoteKeys};
 pub use metadata::PRM_WELL_KNOWN;
 pub use paths::PathMatch;
 pub use provider::{ClaimToHeader, Provider};
@@ -54,6 +54,9 @@ pub struct Config {
     /// the filter itself sets (from claims, or the exchanged token), so a client cannot spoof them.
     pub stripped_headers: Vec<String>,
     pub token_exchange: Option<TokenExchangeConfig>,
+    /// What the filter logs at load without refusing the configuration (e.g. a plain-HTTP URI
+    /// to another host).
+    pub warnings: Vec<String>,
 }
 
 const DEFAULT_JWT_CACHE_SIZE: usize = 10_000;
@@ -77,11 +80,27 @@ impl Config {
         read_config(Obj::root(&doc)?, env)
     }
 
-    pub fn provider_for_issuer(&self, issuer: &str) -> Option<(usize, &Provider)> {
+    pub fn provider_for_issuer(&self, issuer: &str) -> Option<(ProviderId, &Provider)> {
         self.providers
             .iter()
             .enumerate()
             .find(|(_, p)| p.issuer == issuer)
+            .map(|(i, p)| (ProviderId(i), p))
+    }
+
+    pub fn provider(&self, id: ProviderId) -> Option<&Provider> {
+        self.providers.get(id.0)
+    }
+}
+
+/// A provider's position in [`Config::providers`] (configuration order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProviderId(pub usize);
+
+impl ProviderId {
+    /// Every provider of a configuration with `count` providers.
+    pub fn all(count: usize) -> impl Iterator<Item = ProviderId> {
+        (0..count).map(ProviderId)
     }
 }
 
@@ -128,6 +147,7 @@ fn read_config(mut o: Obj, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         .transpose()?;
 
     Ok(Config {
+        warnings: plain_http_warnings(&providers, token_exchange.as_ref()),
         stripped_headers: stripped_headers(&providers, token_exchange.as_ref()),
         resource: resource.url,
         resource_name,
@@ -163,6 +183,40 @@ fn stripped_headers(
     stripped
 }
 
+/// A warning per callout URI that says `http://` to a host other than this machine: TLS is the
+/// Envoy cluster's business (its `transport_socket`), never the URI's, so nothing here protects
+/// the keys or tokens on the wire.
+fn plain_http_warnings(
+    providers: &[Provider],
+    token_exchange: Option<&TokenExchangeConfig>,
+) -> Vec<String> {
+    let mut targets: Vec<(String, &HttpTarget)> = providers
+        .iter()
+        .filter_map(|p| match &p.keys {
+            KeySource::Remote(r) => Some((format!("providers.{}", p.name), r)),
+            KeySource::Local(_) => None,
+        })
+        .map(|(path, r)| match &r.start {
+            FetchTarget::Jwks(t) => (format!("{path}.remote_jwks.http_uri.uri"), t),
+            FetchTarget::Discovery(d) => (format!("{path}.issuer"), &d.target),
+        })
+        .collect();
+    if let Some(t) = token_exchange {
+        targets.push(("token_exchange.token_endpoint.uri".into(), &t.endpoint));
+    }
+    targets
+        .into_iter()
+        .filter(|(_, t)| HttpUrl::parse(&t.origin).is_ok_and(|u| u.is_plain_http_off_loopback()))
+        .map(|(path, t)| {
+            format!(
+                "{path}: {} is plain http to another host; whether the callout uses TLS is \
+                 decided by its Envoy cluster (give it a TLS transport_socket)",
+                t.origin
+            )
+        })
+        .collect()
+}
+
 fn jwt_cache_size(mut o: Obj) -> Result<usize, ConfigError> {
     let size = o
         .number("jwt_cache_size")?
@@ -181,6 +235,23 @@ mod tests {
     use super::fixtures::{base, load};
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn plain_http_to_another_host_is_a_warning_not_an_error() {
+        let mut v = base();
+        v["providers"]["okta"]["remote_jwks"]["http_uri"]["uri"] =
+            "http://idp.example.com/keys".into();
+        let c = load(&v).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].starts_with("providers.okta.remote_jwks.http_uri.uri: "));
+        v["providers"]["okta"]["remote_jwks"]["http_uri"]["uri"] =
+            "http://127.0.0.1:9000/keys".into();
+        assert!(load(&v).unwrap().warnings.is_empty());
+        assert!(
+            load(&base()).unwrap().warnings.is_empty(),
+            "https: no warning"
+        );
+    }
 
     #[test]
     fn valid_config_gets_defaults_and_derived_urls() {
@@ -211,6 +282,7 @@ mod tests {
                 assert_eq!(
                     r.start,
                     FetchTarget::Jwks(HttpTarget {
+                        origin: "https://idp.example.com".into(),
                         authority: "idp.example.com".into(),
                         path: "/oauth2/default/v1/keys".into()
                     })

@@ -2,6 +2,7 @@
 
 use super::error::{err, ConfigError};
 use super::reader::Obj;
+use crate::request::is_plain_path;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
@@ -31,6 +32,14 @@ pub(super) fn read_path_match(mut o: Obj) -> Result<PathMatch, ConfigError> {
     let (PathMatch::Exact(p) | PathMatch::Prefix(p)) = &matcher;
     if !p.starts_with('/') {
         return Err(err(o.path(), "must start with '/'"));
+    }
+    // A request path is matched only when it is plain (see `request::is_plain_path`): a rule
+    // that is not could never match, or would invite encoded variants.
+    if !is_plain_path(p) {
+        return Err(err(
+            o.path(),
+            "must be a plain path: ASCII, no '%', ';', '\\', '#', '//' or dot segments",
+        ));
     }
     Ok(matcher)
 }

@@ -1,6 +1,9 @@
 //! A token issuer the filter trusts (`providers.<name>`): its audiences, keys, clock skew and
 //! the claims it forwards as request headers.
 
+use std::time::Duration;
+
+use super::duration::optional_duration;
 use super::error::{err, ConfigError};
 use super::grammar::is_http_token;
 use super::key_source::{KeySource, KeySources};
@@ -13,6 +16,8 @@ pub struct Provider {
     pub audiences: Vec<String>,
     pub keys: KeySource,
     pub clock_skew_seconds: u64,
+    /// Longest `exp - iat` accepted (Envoy `jwt_authn`'s `max_lifetime`); `None`: unbounded.
+    pub max_lifetime: Option<Duration>,
     pub claim_to_headers: Vec<ClaimToHeader>,
 }
 
@@ -56,6 +61,7 @@ fn read_provider(name: String, mut o: Obj, resource: &str) -> Result<Provider, C
     let audiences = o.strings("audiences")?;
     let key_sources = KeySources::read(&mut o)?;
     let clock_skew_seconds = o.number("clock_skew_seconds")?;
+    let max_lifetime = optional_duration(&mut o, "max_lifetime", Duration::from_secs(1))?;
     let claim_to_headers = o.objects("claim_to_headers")?;
     o.finish()?;
 
@@ -88,6 +94,7 @@ fn read_provider(name: String, mut o: Obj, resource: &str) -> Result<Provider, C
         audiences,
         keys,
         clock_skew_seconds,
+        max_lifetime,
         claim_to_headers,
     })
 }
@@ -124,6 +131,21 @@ fn read_claim_to_header(mut o: Obj) -> Result<ClaimToHeader, ConfigError> {
 mod tests {
     use super::super::fixtures::{base, load};
     use serde_json::json;
+
+    #[test]
+    fn max_lifetime_is_an_optional_duration() {
+        let c = load(&base()).unwrap();
+        assert_eq!(c.providers[0].max_lifetime, None);
+        let mut v = base();
+        v["providers"]["okta"]["max_lifetime"] = json!("3600s");
+        let c = load(&v).unwrap();
+        assert_eq!(
+            c.providers[0].max_lifetime,
+            Some(std::time::Duration::from_secs(3600))
+        );
+        v["providers"]["okta"]["max_lifetime"] = json!("soon");
+        assert_eq!(load(&v).unwrap_err().path, "providers.okta.max_lifetime");
+    }
 
     #[test]
     fn duplicate_issuers_are_refused() {
@@ -202,7 +224,7 @@ mod tests {
         assert_eq!(
             e.problem,
             "unknown field, expected one of: issuer, audiences, remote_jwks, local_jwks, \
-             oidc_discovery, clock_skew_seconds, claim_to_headers"
+             oidc_discovery, clock_skew_seconds, max_lifetime, claim_to_headers"
         );
     }
 

@@ -95,6 +95,21 @@ impl HttpUrl {
     pub fn origin(&self) -> String {
         format!("{}://{}", self.scheme, self.authority())
     }
+
+    /// Plain HTTP to a host other than this machine: nothing in the URI protects the traffic
+    /// (whether a callout uses TLS is decided by its Envoy cluster, not by the scheme).
+    pub fn is_plain_http_off_loopback(&self) -> bool {
+        self.scheme == "http" && !is_loopback_host(&self.host)
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host == "[::1]"
+        || host.strip_prefix("127.").is_some_and(|rest| {
+            rest.split('.').count() == 3 && rest.split('.').all(|o| o.parse::<u8>().is_ok())
+        })
 }
 
 fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), UrlError> {
@@ -146,9 +161,11 @@ pub(super) fn parse_http_url(path: &str, value: &str) -> Result<HttpUrl, ConfigE
     HttpUrl::parse(value).map_err(|problem| err(path, problem.to_string()))
 }
 
-/// An HTTP GET destination for a callout: Envoy needs the `:authority` and `:path` headers.
+/// An HTTP destination for a callout: Envoy needs the `:authority` and `:path` headers; the
+/// origin (`scheme://authority`) is what discovery and load-time warnings compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpTarget {
+    pub origin: String,
     pub authority: String,
     pub path: String,
 }
@@ -162,6 +179,7 @@ pub fn http_target(path: &str, value: &str) -> Result<HttpTarget, ConfigError> {
         request_path.push_str(q);
     }
     Ok(HttpTarget {
+        origin: url.origin(),
         authority: url.authority(),
         path: request_path,
     })
@@ -209,6 +227,26 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_is_flagged_unless_it_stays_on_this_machine() {
+        for (url, flagged) in [
+            ("http://idp.example.com/keys", true),
+            ("http://10.0.0.7:9000/keys", true),
+            ("http://127.0.0.1:9000/keys", false),
+            ("http://127.1.2.3/keys", false),
+            ("http://localhost:9000/keys", false),
+            ("http://[::1]:9000/keys", false),
+            ("http://127.0.0.1.evil.example/keys", true),
+            ("https://idp.example.com/keys", false),
+        ] {
+            assert_eq!(
+                HttpUrl::parse(url).unwrap().is_plain_http_off_loopback(),
+                flagged,
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
     fn each_url_error_says_what_is_wrong() {
         for (bad, error) in [
             ("http://id p/", UrlError::NotVisibleAscii),
@@ -232,6 +270,7 @@ mod tests {
         assert_eq!(
             http_target("t", "https://sts.example.com:8443/token?x=1"),
             Ok(HttpTarget {
+                origin: "https://sts.example.com:8443".into(),
                 authority: "sts.example.com:8443".into(),
                 path: "/token?x=1".into()
             })

@@ -5,9 +5,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mcp_auth_core::response::LocalResponse;
+use mcp_auth_core::time::UnixMillis;
 
 use super::{
     CalloutToken, Cas, ContextId, HeaderPairs, Host, HostError, MetricId, MetricKind, OutgoingCall,
@@ -23,6 +25,12 @@ pub struct FakeSharedData {
 }
 
 impl FakeSharedData {
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.entries.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
     pub fn put(&mut self, key: &str, value: Vec<u8>) {
         self.next_cas += 1;
         self.entries.insert(key.to_string(), (value, self.next_cas));
@@ -83,8 +91,13 @@ impl FakeStream {
     }
 }
 
+/// Each fake host is its own VM.
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
+
 pub struct FakeHost {
     pub now_ms: u64,
+    /// What `random_u64` answers: tells fake workers apart.
+    pub instance_id: u64,
     pub shared: Rc<RefCell<FakeSharedData>>,
     pub sent: Vec<SentCall>,
     next_token: u32,
@@ -108,6 +121,7 @@ impl FakeHost {
     pub fn with_shared(now_ms: u64, shared: Rc<RefCell<FakeSharedData>>) -> FakeHost {
         FakeHost {
             now_ms,
+            instance_id: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
             shared,
             sent: Vec::new(),
             next_token: 100,
@@ -155,8 +169,12 @@ impl FakeHost {
 }
 
 impl Host for FakeHost {
-    fn now_ms(&self) -> u64 {
-        self.now_ms
+    fn now(&self) -> UnixMillis {
+        UnixMillis(self.now_ms)
+    }
+
+    fn random_u64(&self) -> u64 {
+        self.instance_id
     }
 
     fn dispatch(&mut self, call: &OutgoingCall<'_>) -> Result<CalloutToken, HostError> {

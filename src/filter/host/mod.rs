@@ -13,6 +13,7 @@ pub mod fake;
 use std::time::Duration;
 
 use mcp_auth_core::response::LocalResponse;
+use mcp_auth_core::time::UnixMillis;
 
 pub use proxy::{install_logger, ProxyWasmHost};
 
@@ -70,8 +71,9 @@ pub struct OutgoingCall<'a> {
 /// Everything the worker and the contexts ask of Envoy. Methods about "the request" act on the
 /// effective context (set by the host for each callback, or by `set_effective_context`).
 pub trait Host {
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> u64;
+    fn now(&self) -> UnixMillis;
+    /// A random number, to tell this VM apart from the other workers' (claims in shared data).
+    fn random_u64(&self) -> u64;
 
     fn dispatch(&mut self, call: &OutgoingCall<'_>) -> Result<CalloutToken, HostError>;
     /// A header of the callout reply being delivered now.

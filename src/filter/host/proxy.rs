@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use mcp_auth_core::response::LocalResponse;
+use mcp_auth_core::time::UnixMillis;
 
 use super::ffi;
 use super::{
@@ -30,8 +31,16 @@ impl ProxyWasmHost {
 }
 
 impl Host for ProxyWasmHost {
-    fn now_ms(&self) -> u64 {
-        ffi::current_time_nanos().map_or(0, |nanos| nanos / 1_000_000)
+    fn now(&self) -> UnixMillis {
+        UnixMillis(ffi::current_time_nanos().map_or(0, |nanos| nanos / 1_000_000))
+    }
+
+    fn random_u64(&self) -> u64 {
+        // std seeds RandomState from the platform's randomness (WASI random_get in Envoy).
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
     }
 
     fn dispatch(&mut self, call: &OutgoingCall<'_>) -> Result<CalloutToken, HostError> {

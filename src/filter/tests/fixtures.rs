@@ -47,13 +47,13 @@ pub fn exchange_config() -> Value {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Scopes {
+pub struct Scopes {
     scp: Vec<String>,
 }
 
-/// A token for `sub`, signed with the fixture key `rsa-1`, valid for five minutes.
-pub fn token_for(sub: &str) -> String {
-    let claims = Claims::with_custom_claims(
+/// Claims for `sub` from our issuer, valid for five minutes from NOW_MS.
+pub fn claims_now(sub: &str) -> JWTClaims<Scopes> {
+    let mut claims = Claims::with_custom_claims(
         Scopes {
             scp: vec!["mcp:tools:call".into()],
         },
@@ -62,11 +62,15 @@ pub fn token_for(sub: &str) -> String {
     .with_issuer(ISS)
     .with_audience(RESOURCE)
     .with_subject(sub);
-    let mut claims = claims;
     let now = NOW_MS / 1000;
     claims.issued_at = Some(UnixTimeStamp::from_secs(now));
     claims.expires_at = Some(UnixTimeStamp::from_secs(now + 300));
-    rsa().sign(claims).unwrap()
+    claims
+}
+
+/// A token for `sub`, signed with the fixture key `rsa-1`, valid for five minutes.
+pub fn token_for(sub: &str) -> String {
+    rsa().sign(claims_now(sub)).unwrap()
 }
 
 pub fn good_jwks() -> Vec<u8> {
@@ -155,7 +159,11 @@ impl Rig {
 pub fn forwarded(outcome: &Outcome) -> &Forwarding {
     match outcome {
         Outcome::Forward(f) => f,
-        Outcome::Respond(r) => panic!("expected a forward, got {} {:?}", r.status, r.body),
+        Outcome::Respond(r) => panic!(
+            "expected a forward, got {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        ),
     }
 }
 

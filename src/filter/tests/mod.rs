@@ -3,8 +3,10 @@
 
 mod fixtures;
 
+mod across_workers;
 mod contexts_gone;
 mod exchanges;
 mod key_waits;
+mod namespaces;
 mod outcomes;
 mod shared_between_workers;

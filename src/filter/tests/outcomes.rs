@@ -14,7 +14,11 @@ fn parked_requests_are_rewritten_and_resumed_or_answered() {
     let mut host = FakeHost::new(0);
     let forwarded = host.open_stream(
         11,
-        &[("authorization", "Bearer client"), ("x-user", "forged")],
+        &[
+            ("authorization", "Bearer client"),
+            ("x-user", "forged"),
+            ("x_user", "forged"),
+        ],
     );
     let refused = host.open_stream(12, &[]);
     let ended = host.open_stream(13, &[]);
@@ -24,6 +28,7 @@ fn parked_requests_are_rewritten_and_resumed_or_answered() {
 
     let forward = Outcome::Forward(Forwarding {
         remove: Rc::from(vec!["authorization".to_string(), "x-user".to_string()]),
+        remove_also: vec!["x_user".to_string()],
         set: vec![("x-user".into(), "alice".into())],
     });
     let deny = Outcome::Respond(LocalResponse {
@@ -40,6 +45,11 @@ fn parked_requests_are_rewritten_and_resumed_or_answered() {
     let stream = host.stream(forwarded);
     assert_eq!(stream.request_header("authorization"), None);
     assert_eq!(stream.request_header("x-user"), Some("alice"));
+    assert_eq!(
+        stream.request_header("x_user"),
+        None,
+        "the underscore spelling is gone"
+    );
     assert_eq!(stream.resumed, 1);
     assert_eq!(host.stream(refused).responses[0].status, 401);
     assert_eq!(host.stream(refused).resumed, 0);
