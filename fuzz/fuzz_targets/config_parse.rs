@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(x) = exchange {
         let x = TokenExchanger::new(x);
-        let request = x.request("subject.token.value");
+        let request = x.request("subject.token.value", None);
         assert!(request.headers.iter().all(|(_, v)| !v.contains('\n')));
     }
 });

@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
         e => e,
     });
     let mut x = exchanger();
-    let key = x.key(&mcp_auth_core::token_cache::token_hash("subject"));
+    let key = x.key(&mcp_auth_core::token_cache::token_hash("subject"), None);
     if let Ok(got) = x.accept(key, status, body, NOW_MS, subject_exp) {
         assert!(!got.token.is_empty());
         assert!(got.token.bytes().all(|b| (0x21..0x7f).contains(&b)));

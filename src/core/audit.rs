@@ -45,6 +45,16 @@ pub struct AuditRecord {
     pub backend_audience: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sts_ms: Option<u64>,
+    /// The MCP operation (never its arguments): method, the tool/prompt/resource, the
+    /// JSON-RPC id, and the rule that decided (`default` for `default_action`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp_method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jsonrpc_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 impl AuditRecord {
@@ -66,6 +76,10 @@ impl AuditRecord {
             exchange: None,
             backend_audience: None,
             sts_ms: None,
+            mcp_method: None,
+            mcp_name: None,
+            jsonrpc_id: None,
+            rule: None,
         }
     }
 

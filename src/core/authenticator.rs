@@ -13,6 +13,7 @@ use crate::jwks::{KeyLookup, SignatureError, Thumbprint};
 use crate::jwks_cache::Availability;
 use crate::jwt::{self, TokenError, UnverifiedToken};
 use crate::keyring::Keyring;
+use crate::mcp::policy::{effective_scopes, Policy};
 use crate::request::{bearer_token, is_plain_path, path_without_query, Authorization, Request};
 use crate::response::{DenyReason, LocalResponse, Responses};
 use crate::time::UnixMillis;
@@ -82,13 +83,23 @@ pub struct Authenticator {
     config: Config,
     responses: Responses,
     cache: VerifiedTokenCache,
+    /// The claims MCP rules look at, kept with each identity.
+    rule_claims: Vec<Vec<String>>,
+    /// `mcp.scope_implies`: a broader scope implies narrower ones.
+    scope_implies: Vec<(String, Vec<String>)>,
 }
 
 impl Authenticator {
     pub fn new(config: Config) -> Authenticator {
+        let (rule_claims, scope_implies) = match &config.mcp {
+            Some(mcp) => (Policy::claim_paths(mcp), mcp.scope_implies.clone()),
+            None => (Vec::new(), Vec::new()),
+        };
         Authenticator {
             responses: Responses::new(&config),
             cache: VerifiedTokenCache::new(config.jwt_cache_size),
+            rule_claims,
+            scope_implies,
             config,
         }
     }
@@ -240,9 +251,14 @@ impl Authenticator {
             issuer: p.map(|p| p.issuer.clone()).unwrap_or_default(),
             subject: claims.sub.clone(),
             client_id: claims.client_id.clone(),
-            scopes: claims.scopes.clone(),
+            scopes: effective_scopes(&claims.scopes, &self.scope_implies),
             expires_at: claims.exp.unwrap_or_default(),
             headers,
+            claims: self
+                .rule_claims
+                .iter()
+                .filter_map(|path| Some((path.clone(), claims.value(path)?.clone())))
+                .collect(),
         }
     }
 

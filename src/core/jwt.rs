@@ -244,15 +244,21 @@ impl Claims {
         self.aud.iter().any(|a| accepted.contains(a))
     }
 
-    /// The value of a (possibly dotted) claim as a header value: strings as they are, numbers
-    /// and booleans printed, arrays of those joined by commas. `None` for objects, missing
-    /// claims and values that could not sit safely in a header.
-    pub fn header_value(&self, path: &[String]) -> Option<String> {
+    /// The value of a (possibly dotted) claim.
+    pub fn value(&self, path: &[String]) -> Option<&Value> {
         let (first, rest) = path.split_first()?;
         let mut value = self.all.get(first)?;
         for segment in rest {
             value = value.get(segment)?;
         }
+        Some(value)
+    }
+
+    /// The value of a (possibly dotted) claim as a header value: strings as they are, numbers
+    /// and booleans printed, arrays of those joined by commas. `None` for objects, missing
+    /// claims and values that could not sit safely in a header.
+    pub fn header_value(&self, path: &[String]) -> Option<String> {
+        let value = self.value(path)?;
         let text = match value {
             Value::Array(items) => items
                 .iter()

@@ -27,6 +27,7 @@ pub mod jwks;
 pub mod jwks_cache;
 pub mod jwt;
 pub mod keyring;
+pub mod mcp;
 pub mod request;
 pub mod response;
 pub mod rsa;

@@ -254,6 +254,24 @@ impl Responses {
         }
     }
 
+    /// The 403 step-up for an MCP operation: every scope it needs, in one challenge, so a
+    /// spec-following client re-authorises for exactly these (scopes are configuration
+    /// values, checked at load to be quoted-string safe).
+    pub fn step_up(&self, scopes: &[String]) -> LocalResponse {
+        let description = "token lacks a scope this operation requires";
+        let value = format!(
+            "Bearer error=\"insufficient_scope\", scope=\"{}\", {}, error_description=\"{description}\"",
+            scopes.join(" "),
+            self.resource_metadata_param
+        );
+        json_error(
+            403,
+            "insufficient_scope",
+            description,
+            vec![("www-authenticate", value)],
+        )
+    }
+
     /// The client's answer when no backend token could be had. Never names a token or secret;
     /// an STS error code is named only when it is a standard OAuth one.
     fn exchange_failure(&self, failure: ExchangeFailure) -> LocalResponse {

@@ -5,6 +5,7 @@
 
 use std::rc::Rc;
 
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::cache::{BoundedCache, Digest};
@@ -42,6 +43,17 @@ pub struct Identity {
     pub expires_at: UnixSeconds,
     /// Headers to set upstream, from `claim_to_headers`.
     pub headers: Vec<(String, String)>,
+    /// The claims MCP rules look at (dotted path, value), kept from the token.
+    pub claims: Vec<(Vec<String>, Value)>,
+}
+
+impl Identity {
+    pub fn claim(&self, path: &[String]) -> Option<&Value> {
+        self.claims
+            .iter()
+            .find(|(p, _)| p.as_slice() == path)
+            .map(|(_, v)| v)
+    }
 }
 
 #[derive(Debug, Clone)]

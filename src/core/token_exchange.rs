@@ -15,7 +15,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::cache::{sha256, BoundedCache, Digest};
-use crate::config::{ClientAuth, TokenExchangeConfig};
+use crate::config::{ClientAuth, ExchangeOverride, TokenExchangeConfig};
 use crate::time::{UnixMillis, UnixSeconds};
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -123,16 +123,31 @@ impl TokenExchanger {
         &self.namespace
     }
 
-    pub fn audience(&self) -> Option<&str> {
-        self.config
-            .audience
-            .as_deref()
+    /// The backend audience of an exchange (for the audit line), with a rule's override.
+    pub fn audience<'a>(&'a self, narrowing: Option<&'a ExchangeOverride>) -> Option<&'a str> {
+        narrowing
+            .and_then(|n| n.audience.as_deref())
+            .or(self.config.audience.as_deref())
             .or(self.config.resource.as_deref())
     }
 
     /// The cache key of an exchange for the subject token whose SHA-256 is `subject_hash`.
-    pub fn key(&self, subject_hash: &Digest) -> Digest {
-        sha256(&[&self.namespace, subject_hash])
+    /// With `narrowing` (an MCP rule's per-tool scopes or audience), the key covers them too:
+    /// a read-only and a write token for the same user are two cache entries.
+    pub fn key(&self, subject_hash: &Digest, narrowing: Option<&ExchangeOverride>) -> Digest {
+        match narrowing {
+            None => sha256(&[&self.namespace, subject_hash]),
+            Some(n) => {
+                let scope = n.scopes.as_ref().map(|s| s.join(" "));
+                sha256(&[
+                    &self.namespace,
+                    subject_hash,
+                    b"narrowed",
+                    scope.as_deref().unwrap_or("\u{0}default").as_bytes(),
+                    n.audience.as_deref().unwrap_or("\u{0}default").as_bytes(),
+                ])
+            }
+        }
     }
 
     pub fn cached(&self, key: &Digest, now: UnixMillis) -> Option<&str> {
@@ -157,18 +172,31 @@ impl TokenExchanger {
         )
     }
 
-    pub fn request(&self, subject_token: &str) -> ExchangeRequest {
+    /// The STS request for `subject_token`, with a rule's per-tool scopes or audience in
+    /// place of the configured ones.
+    pub fn request(
+        &self,
+        subject_token: &str,
+        narrowing: Option<&ExchangeOverride>,
+    ) -> ExchangeRequest {
         let c = &self.config;
+        let audience = narrowing
+            .and_then(|n| n.audience.as_deref())
+            .or(c.audience.as_deref());
+        let narrowed_scope = narrowing
+            .and_then(|n| n.scopes.as_ref())
+            .map(|s| s.join(" "));
+        let scope = narrowed_scope.as_deref().unwrap_or(&self.scope);
         let mut form = FormBody::default();
         form.field("grant_type", GRANT_TYPE);
         form.field("subject_token", subject_token);
         form.field("subject_token_type", &c.subject_token_type);
         form.field("requested_token_type", &c.requested_token_type);
-        if let Some(a) = &c.audience {
+        if let Some(a) = audience {
             form.field("audience", a);
         }
-        if !self.scope.is_empty() {
-            form.field("scope", &self.scope);
+        if !scope.is_empty() {
+            form.field("scope", scope);
         }
         if let Some(r) = &c.resource {
             form.field("resource", r);
@@ -438,7 +466,7 @@ mod tests {
     #[test]
     fn rfc8693_request_with_basic_auth() {
         let x = okta();
-        let r = x.request("subject.jwt.token");
+        let r = x.request("subject.jwt.token", None);
         let header = |n: &str| {
             r.headers
                 .iter()
@@ -487,7 +515,7 @@ mod tests {
             "audience": "backend",
             "client_auth": {"method": "client_secret_post", "client_id": "c", "client_secret_env": "STS_SECRET"}
         })));
-        let r = post.request("t");
+        let r = post.request("t", None);
         assert!(r.headers.iter().all(|(k, _)| k != "authorization"));
         let f = form(&r.body);
         assert_eq!(field(&f, "client_id"), Some("c"));
@@ -501,7 +529,7 @@ mod tests {
             "client_auth": {"method": "none"},
             "extra_params": {"options": "{\"userProject\":\"123\"}"}
         })));
-        let r = google.request("okta.id.token");
+        let r = google.request("okta.id.token", None);
         assert!(r.headers.iter().all(|(k, _)| k != "authorization"));
         let f = form(&r.body);
         assert_eq!(
@@ -523,7 +551,7 @@ mod tests {
     #[test]
     fn good_answer_is_cached_for_its_lifetime_minus_the_margin() {
         let mut x = okta();
-        let key = x.key(&crate::token_cache::token_hash("subject"));
+        let key = x.key(&crate::token_cache::token_hash("subject"), None);
         let body = br#"{"access_token":"backend-token","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"Bearer","expires_in":300}"#;
         let got = x.accept(key, Some(200), body, NOW_MS, SUBJECT_EXP).unwrap();
         assert_eq!(got.token, "backend-token");
@@ -532,7 +560,7 @@ mod tests {
         assert_eq!(x.cached(&key, at(270_000)), None);
         assert_eq!(
             x.cached(
-                &x.key(&crate::token_cache::token_hash("other subject")),
+                &x.key(&crate::token_cache::token_hash("other subject"), None),
                 NOW_MS
             ),
             None
@@ -542,13 +570,13 @@ mod tests {
     #[test]
     fn cache_never_outlives_the_subject_token() {
         let mut x = okta();
-        let key = x.key(&crate::token_cache::token_hash("subject"));
+        let key = x.key(&crate::token_cache::token_hash("subject"), None);
         let body = br#"{"access_token":"t","token_type":"bearer","expires_in":3600}"#;
         let subject_exp = UnixSeconds(NOW + 100);
         let got = x.accept(key, Some(200), body, NOW_MS, subject_exp).unwrap();
         assert_eq!(got.cached_until, Some(at(70_000)));
         // Less than the margin left: used once, not cached.
-        let key2 = x.key(&crate::token_cache::token_hash("short"));
+        let key2 = x.key(&crate::token_cache::token_hash("short"), None);
         let got = x
             .accept(key2, Some(200), body, NOW_MS, UnixSeconds(NOW + 20))
             .unwrap();
@@ -566,23 +594,23 @@ mod tests {
             "client_auth": {"client_id": "mcp filter", "client_secret_env": "STS_SECRET"}
         })));
         assert_ne!(
-            a.key(&crate::token_cache::token_hash("s")),
-            b.key(&crate::token_cache::token_hash("s"))
+            a.key(&crate::token_cache::token_hash("s"), None),
+            b.key(&crate::token_cache::token_hash("s"), None)
         );
         assert_ne!(
-            a.key(&crate::token_cache::token_hash("s")),
-            a.key(&crate::token_cache::token_hash("t"))
+            a.key(&crate::token_cache::token_hash("s"), None),
+            a.key(&crate::token_cache::token_hash("t"), None)
         );
         assert_eq!(
-            a.key(&crate::token_cache::token_hash("s")),
-            a.key(&crate::token_cache::token_hash("s"))
+            a.key(&crate::token_cache::token_hash("s"), None),
+            a.key(&crate::token_cache::token_hash("s"), None)
         );
     }
 
     #[test]
     fn failures_map_to_their_kind() {
         let mut x = okta();
-        let k = x.key(&crate::token_cache::token_hash("s"));
+        let k = x.key(&crate::token_cache::token_hash("s"), None);
         let mut check = |status: Option<u16>, body: &[u8], expected: ExchangeFailure| {
             assert_eq!(
                 x.accept(k, status, body, NOW_MS, SUBJECT_EXP),
@@ -667,7 +695,7 @@ mod tests {
     #[test]
     fn huge_expires_in_is_bounded_by_the_subject() {
         let mut x = okta();
-        let k = x.key(&crate::token_cache::token_hash("s"));
+        let k = x.key(&crate::token_cache::token_hash("s"), None);
         let body = br#"{"access_token":"t","token_type":"Bearer","expires_in":1e300}"#;
         let got = x.accept(k, Some(200), body, NOW_MS, SUBJECT_EXP).unwrap();
         assert_eq!(
@@ -679,7 +707,7 @@ mod tests {
     #[test]
     fn missing_expires_in_uses_the_default_ttl() {
         let mut x = okta();
-        let k = x.key(&crate::token_cache::token_hash("s"));
+        let k = x.key(&crate::token_cache::token_hash("s"), None);
         let got = x
             .accept(
                 k,
@@ -690,6 +718,38 @@ mod tests {
             )
             .unwrap();
         assert_eq!(got.cached_until, Some(at(300_000 - 30_000)));
+    }
+
+    #[test]
+    fn a_rules_narrowing_replaces_scopes_and_audience_and_has_its_own_key() {
+        let x = okta();
+        let read_only = ExchangeOverride {
+            scopes: Some(vec!["backend-api:read".into()]),
+            audience: None,
+        };
+        let other_audience = ExchangeOverride {
+            scopes: None,
+            audience: Some("reports".into()),
+        };
+        let f = form(&x.request("s", Some(&read_only)).body);
+        assert_eq!(field(&f, "scope"), Some("backend-api:read"));
+        assert_eq!(field(&f, "audience"), Some("backend"));
+        let f = form(&x.request("s", Some(&other_audience)).body);
+        assert_eq!(
+            field(&f, "scope"),
+            Some("backend-api:read backend-api:list")
+        );
+        assert_eq!(field(&f, "audience"), Some("reports"));
+        assert_eq!(x.audience(Some(&other_audience)), Some("reports"));
+        let subject = crate::token_cache::token_hash("s");
+        let keys = [
+            x.key(&subject, None),
+            x.key(&subject, Some(&read_only)),
+            x.key(&subject, Some(&other_audience)),
+        ];
+        assert_ne!(keys[0], keys[1]);
+        assert_ne!(keys[1], keys[2]);
+        assert_ne!(keys[0], keys[2]);
     }
 
     #[test]

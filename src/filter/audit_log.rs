@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use mcp_auth_core::audit::{AuditRecord, Outcome};
 use mcp_auth_core::cache::Digest;
+use mcp_auth_core::mcp::gate::McpAudit;
 use mcp_auth_core::time::UnixMillis;
 use mcp_auth_core::token_cache::{token_fingerprint, Identity};
 
@@ -30,6 +31,8 @@ pub struct AuditFacts<'a> {
     /// Whether the token came from the verified-token cache (allowed requests).
     pub cache_hit: Option<bool>,
     pub exchange: Option<ExchangeUse<'a>>,
+    /// The MCP operation, when the body was read.
+    pub mcp: Option<&'a McpAudit>,
 }
 
 #[derive(Default)]
@@ -74,6 +77,12 @@ fn build(request: &PendingRequest, facts: AuditFacts<'_>, now: UnixMillis) -> Au
         record.exchange = Some(if used.cache_hit { "hit" } else { "miss" });
         record.backend_audience = used.backend_audience.map(str::to_string);
         record.sts_ms = used.sts_ms;
+    }
+    if let Some(mcp) = facts.mcp {
+        record.mcp_method = mcp.method.clone();
+        record.mcp_name = mcp.name.clone();
+        record.jsonrpc_id = mcp.jsonrpc_id.clone();
+        record.rule = mcp.rule.clone();
     }
     if let Some(identity) = facts.identity {
         record.user = identity.subject.clone();

@@ -15,9 +15,10 @@ use proxy_wasm::types::{Action, ContextType};
 use mcp_auth_core::config::Config;
 
 use crate::filter::host::{install_logger, CalloutToken, ContextId, Host, ProxyWasmHost};
+use crate::filter::mcp::ResponseStep;
 use crate::filter::outcome::{apply_outcome, apply_to_contexts, not_ready};
 use crate::filter::request::RequestHead;
-use crate::filter::worker::{Outcome, Verdict, Worker};
+use crate::filter::worker::{BodyVerdict, Outcome, Verdict, Worker};
 
 pub fn new_root(context_id: u32) -> Box<dyn RootContext> {
     install_logger(None);
@@ -147,30 +148,52 @@ impl Context for HttpFilter {
 }
 
 impl HttpContext for HttpFilter {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let mut host = ProxyWasmHost;
         // Fail closed when the head cannot be read: an empty head is refused for want of a token.
         let head = RequestHead::from_headers(&host.request_headers().unwrap_or_default());
         let context = self.context;
         let verdict = self
             .shared
-            .with(|w, host| w.on_request(host, context, head));
+            .with(|w, host| w.on_request(host, context, head, end_of_stream));
         match verdict {
-            Some(Verdict::Done(outcome @ Outcome::Forward(_))) => {
-                apply_outcome(&mut host, &outcome);
-                Action::Continue
-            }
-            Some(Verdict::Done(outcome @ Outcome::Respond(_))) => {
-                apply_outcome(&mut host, &outcome);
-                Action::Pause
-            }
-            Some(Verdict::Parked) => Action::Pause,
+            Some(verdict) => act(&mut host, verdict),
             None => {
                 // No configuration (cannot happen once on_configure succeeded): fail closed.
                 host.send_response(&not_ready());
                 Action::Pause
             }
         }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let mut host = ProxyWasmHost;
+        let context = self.context;
+        let verdict = self
+            .shared
+            .with(|w, host| w.on_request_body(host, context, body_size, end_of_stream));
+        match verdict {
+            Some(BodyVerdict::Decided(verdict)) => act(&mut host, verdict),
+            Some(BodyVerdict::Continue) => Action::Continue,
+            // The worker is busy with another host call: keep the body until it is not.
+            None => Action::Pause,
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let context = self.context;
+        let step = self
+            .shared
+            .with(|w, host| w.on_response_headers(host, context));
+        response_action(step)
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let context = self.context;
+        let step = self
+            .shared
+            .with(|w, host| w.on_response_body(host, context, body_size, end_of_stream));
+        response_action(step)
     }
 
     fn on_log(&mut self) {
@@ -183,6 +206,28 @@ impl HttpContext for HttpFilter {
             };
             w.finish_audit(context, status, host);
         });
+    }
+}
+
+/// Acts on a request's verdict in its own callback.
+fn act(host: &mut ProxyWasmHost, verdict: Verdict) -> Action {
+    match verdict {
+        Verdict::Done(outcome @ Outcome::Forward(_)) => {
+            apply_outcome(host, &outcome);
+            Action::Continue
+        }
+        Verdict::Done(outcome @ Outcome::Respond(_)) => {
+            apply_outcome(host, &outcome);
+            Action::Pause
+        }
+        Verdict::Parked | Verdict::AwaitBody => Action::Pause,
+    }
+}
+
+fn response_action(step: Option<ResponseStep>) -> Action {
+    match step {
+        Some(ResponseStep::Buffer) => Action::Pause,
+        Some(ResponseStep::Continue) | None => Action::Continue,
     }
 }
 

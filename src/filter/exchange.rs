@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 
 use mcp_auth_core::cache::Digest;
+use mcp_auth_core::config::ExchangeOverride;
 use mcp_auth_core::response::DenyReason;
 use mcp_auth_core::time::{UnixMillis, UnixSeconds};
 use mcp_auth_core::token_exchange::{
@@ -45,6 +46,7 @@ struct Flight {
 struct Watched {
     subject: String,
     subject_exp: UnixSeconds,
+    narrowing: Option<ExchangeOverride>,
     until: UnixMillis,
 }
 
@@ -89,12 +91,15 @@ impl Exchanges {
         }
     }
 
-    pub fn key(&self, subject_hash: &Digest) -> Digest {
-        self.exchanger.key(subject_hash)
+    pub fn key(&self, subject_hash: &Digest, narrowing: Option<&ExchangeOverride>) -> Digest {
+        self.exchanger.key(subject_hash, narrowing)
     }
 
-    pub fn backend_audience(&self) -> Option<&str> {
-        self.exchanger.audience()
+    pub fn backend_audience<'a>(
+        &'a self,
+        narrowing: Option<&'a ExchangeOverride>,
+    ) -> Option<&'a str> {
+        self.exchanger.audience(narrowing)
     }
 
     pub fn upstream_header(&self, token: &str) -> (String, String) {
@@ -142,6 +147,7 @@ impl Exchanges {
         key: Digest,
         subject: &str,
         subject_exp: UnixSeconds,
+        narrowing: Option<&ExchangeOverride>,
         owner: ContextId,
     ) -> Result<UnixMillis, ExchangeFailure> {
         if let Some(flight) = self.flights.get(&key) {
@@ -150,13 +156,14 @@ impl Exchanges {
         if let Some(watched) = self.watched.get(&key) {
             return Ok(watched.until.plus(WAIT_GRACE));
         }
-        let request = self.exchanger.request(subject);
+        let request = self.exchanger.request(subject, narrowing);
         let deadline = host.now().plus(request.timeout).plus(WAIT_GRACE);
         match self.claim(host, &key, deadline) {
             Claim::HeldElsewhere(until) => {
                 let watched = Watched {
                     subject: subject.to_string(),
                     subject_exp,
+                    narrowing: narrowing.cloned(),
                     until,
                 };
                 self.watched.insert(key, watched);
@@ -442,6 +449,7 @@ impl Exchanges {
                         key,
                         &w.subject,
                         w.subject_exp,
+                        w.narrowing.as_ref(),
                         root,
                     );
                     match started {

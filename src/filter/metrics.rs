@@ -78,6 +78,11 @@ impl Metrics {
         );
     }
 
+    /// A request the MCP gate refused (its own counters say why).
+    pub fn denied_by_mcp(&self, host: &mut impl Host) {
+        bump(host, self.denied);
+    }
+
     pub fn bypassed(&self, host: &mut impl Host) {
         bump(host, self.bypassed);
     }

@@ -12,6 +12,7 @@ mod contexts;
 mod exchange;
 mod host;
 mod keys;
+mod mcp;
 mod metrics;
 mod outcome;
 mod parking;

@@ -1,6 +1,8 @@
 //! What the filter reads of a request's headers, kept while the request waits (the token stays
 //! in memory only).
 
+use mcp_auth_core::mcp::gate::PostHead;
+use mcp_auth_core::mcp::headers::Mirror;
 use mcp_auth_core::request::{Authorization, Request};
 
 #[derive(Debug, Clone, Default)]
@@ -13,6 +15,8 @@ pub struct RequestHead {
     /// Header names with `_` or upper case, which a CGI-style server (WSGI, PHP, Rack) reads
     /// as the name with `-`: the spellings a client could forge a filter-set header with.
     pub unusual_names: Vec<String>,
+    /// What the MCP gate reads of a POST's head (media type, encoding, length, mirrors).
+    pub post: PostHead,
 }
 
 impl RequestHead {
@@ -35,6 +39,17 @@ impl RequestHead {
                 }
                 b"origin" => origin = true,
                 b"access-control-request-method" => preflight_method = true,
+                b"content-type" => head.post.content_type = Some(text(value)),
+                b"content-encoding" => head.post.content_encoding = Some(text(value)),
+                b"content-length" => {
+                    // Unparseable counts as too long: the gate refuses it.
+                    head.post.content_length = Some(text(value).trim().parse().unwrap_or(u64::MAX))
+                }
+                b"mcp-method" => mirror(&mut head.post.mirrors.method, text(value)),
+                b"mcp-name" => mirror(&mut head.post.mirrors.name, text(value)),
+                b"mcp-protocol-version" => {
+                    mirror(&mut head.post.mirrors.protocol_version, text(value))
+                }
                 other => {
                     if other.iter().any(|b| *b == b'_' || b.is_ascii_uppercase()) {
                         head.unusual_names
@@ -76,6 +91,14 @@ impl RequestHead {
             is_cors_preflight: self.is_cors_preflight,
         }
     }
+}
+
+/// Records a mirror header's value; a second one makes it ambiguous.
+fn mirror(slot: &mut Mirror, value: String) {
+    *slot = match slot {
+        Mirror::Absent => Mirror::Present(value),
+        _ => Mirror::Repeated,
+    };
 }
 
 #[cfg(test)]
@@ -133,6 +156,27 @@ mod tests {
         );
         let plain = RequestHead::from_headers(&pairs(&[("x-mcp-user-sub", b"admin")]));
         assert!(plain.aliases_of(&stripped).is_empty());
+    }
+
+    #[test]
+    fn the_mcp_post_head_is_read_with_repeats() {
+        let head = RequestHead::from_headers(&pairs(&[
+            ("content-type", b"application/json"),
+            ("content-length", b"42"),
+            ("mcp-method", b"tools/call"),
+            ("mcp-name", b"a"),
+            ("mcp-name", b"b"),
+        ]));
+        assert_eq!(head.post.content_type.as_deref(), Some("application/json"));
+        assert_eq!(head.post.content_length, Some(42));
+        assert_eq!(
+            head.post.mirrors.method,
+            Mirror::Present("tools/call".into())
+        );
+        assert_eq!(head.post.mirrors.name, Mirror::Repeated);
+        assert_eq!(head.post.mirrors.protocol_version, Mirror::Absent);
+        let bad_length = RequestHead::from_headers(&pairs(&[("content-length", b"12x")]));
+        assert_eq!(bad_length.post.content_length, Some(u64::MAX));
     }
 
     #[test]

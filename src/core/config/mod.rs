@@ -11,6 +11,7 @@ mod duration;
 mod error;
 mod grammar;
 mod key_source;
+mod mcp;
 mod metadata;
 mod paths;
 mod provider;
@@ -24,6 +25,10 @@ mod fixtures;
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use key_source::{Discovery, FetchTarget, KeySource, RemoteKeys};
+pub use mcp::{
+    ClaimCondition, ClaimTest, ExchangeOverride, McpConfig, McpRule, NamedMethod, RuleAction,
+    DEFAULT_RULE,
+};
 pub use metadata::PRM_WELL_KNOWN;
 pub use paths::PathMatch;
 pub use provider::{ClaimToHeader, Provider};
@@ -54,6 +59,8 @@ pub struct Config {
     /// the filter itself sets (from claims, or the exchanged token), so a client cannot spoof them.
     pub stripped_headers: Vec<String>,
     pub token_exchange: Option<TokenExchangeConfig>,
+    /// Authorization per MCP operation (`mcp`); `None`: authentication only.
+    pub mcp: Option<McpConfig>,
     /// What the filter logs at load without refusing the configuration (e.g. a plain-HTTP URI
     /// to another host).
     pub warnings: Vec<String>,
@@ -116,6 +123,7 @@ fn read_config(mut o: Obj, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     let max_token_bytes = o.number("max_token_bytes")?;
     let providers = o.entries("providers")?;
     let token_exchange = o.object("token_exchange")?;
+    let mcp = o.object("mcp")?;
     o.finish()?;
 
     let resource = metadata::resource(&o.at("resource"), resource)?;
@@ -145,6 +153,10 @@ fn read_config(mut o: Obj, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     let token_exchange = token_exchange
         .map(|t| token_exchange::read_token_exchange(t, env))
         .transpose()?;
+    let mcp = mcp.map(mcp::read_mcp).transpose()?;
+    if let Some(m) = &mcp {
+        mcp::check_exchange_use(&o.at("mcp"), m, token_exchange.is_some())?;
+    }
 
     Ok(Config {
         warnings: plain_http_warnings(&providers, token_exchange.as_ref()),
@@ -162,6 +174,7 @@ fn read_config(mut o: Obj, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         max_token_bytes,
         providers,
         token_exchange,
+        mcp,
     })
 }
 
@@ -468,7 +481,8 @@ mod tests {
             load(&v).unwrap_err().to_string(),
             "resourse: unknown field, expected one of: resource, resource_name, \
              authorization_servers, scopes_supported, required_scopes, bypass_paths, \
-             bypass_cors_preflight, jwt_cache_config, max_token_bytes, providers, token_exchange"
+             bypass_cors_preflight, jwt_cache_config, max_token_bytes, providers, token_exchange, \
+             mcp"
         );
     }
 }

@@ -180,6 +180,42 @@ impl<'a> Obj<'a> {
             .collect()
     }
 
+    /// Any JSON value (a claim condition's `equals`); `None` when absent or null.
+    pub fn value(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.get(key)
+    }
+
+    /// An object used as a map from names to arrays of strings (`scope_implies`), in name
+    /// order.
+    pub fn string_list_entries(
+        &mut self,
+        key: &'static str,
+    ) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+        let Some(inner) = self.object(key)? else {
+            return Ok(Vec::new());
+        };
+        let mut entries = Vec::new();
+        for (name, value) in inner.map.into_iter().flatten() {
+            let Value::Array(items) = value else {
+                return Err(expected(inner.at(name), "an array of strings", value));
+            };
+            let list = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(expected(
+                        format!("{}[{i}]", inner.at(name)),
+                        "a string",
+                        other,
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            entries.push((name.clone(), list));
+        }
+        Ok(entries)
+    }
+
     /// An object used as a map from names to strings (`extra_params`), in name order.
     pub fn string_entries(
         &mut self,

@@ -113,7 +113,7 @@ fn malformed_sts_answers_fail_the_exchange() {
     ];
     for (status, body, expected) in cases {
         let mut x = exchanger();
-        let key = x.key(&token_hash("subject"));
+        let key = x.key(&token_hash("subject"), None);
         let got = x.accept(key, status, &body, NOW_MS, subject_exp);
         assert_eq!(
             got,
@@ -140,7 +140,7 @@ fn expires_in_extremes_are_bounded() {
         ("null", Some(after(300_000).minus(MARGIN))),
     ] {
         let mut x = exchanger();
-        let key = x.key(&token_hash("subject"));
+        let key = x.key(&token_hash("subject"), None);
         let body =
             format!(r#"{{"access_token":"t","token_type":"Bearer","expires_in":{expires_in}}}"#);
         let got = x
@@ -150,7 +150,7 @@ fn expires_in_extremes_are_bounded() {
     }
     // A subject token already past its exp (or at u64::MAX): never cached beyond it.
     let mut x = exchanger();
-    let key = x.key(&token_hash("s"));
+    let key = x.key(&token_hash("s"), None);
     let body = br#"{"access_token":"t","token_type":"Bearer","expires_in":300}"#;
     assert_eq!(
         x.accept(key, Some(200), body, NOW_MS, UnixSeconds(NOW.0 - 1))

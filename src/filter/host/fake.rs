@@ -76,7 +76,9 @@ impl FakeReply {
 #[derive(Debug, Clone, Default)]
 pub struct FakeStream {
     pub request_headers: Vec<(String, String)>,
+    pub request_body: Vec<u8>,
     pub response_headers: Vec<(String, String)>,
+    pub response_body: Vec<u8>,
     pub resumed: usize,
     pub responses: Vec<LocalResponse>,
     pub ended: bool,
@@ -289,6 +291,40 @@ impl Host for FakeHost {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone().into_bytes())
+    }
+
+    fn set_response_header(&mut self, name: &str, value: &str) {
+        if let Some(stream) = self.current_mut() {
+            stream.response_headers.retain(|(n, _)| n != name);
+            stream
+                .response_headers
+                .push((name.to_string(), value.to_string()));
+        }
+    }
+
+    fn remove_response_header(&mut self, name: &str) {
+        if let Some(stream) = self.current_mut() {
+            stream.response_headers.retain(|(n, _)| n != name);
+        }
+    }
+
+    fn request_body(&self, size: usize) -> Vec<u8> {
+        self.current().map_or(Vec::new(), |s| {
+            s.request_body[..size.min(s.request_body.len())].to_vec()
+        })
+    }
+
+    fn response_body(&self, size: usize) -> Vec<u8> {
+        self.current().map_or(Vec::new(), |s| {
+            s.response_body[..size.min(s.response_body.len())].to_vec()
+        })
+    }
+
+    fn replace_response_body(&mut self, size: usize, body: &[u8]) {
+        if let Some(stream) = self.current_mut() {
+            let end = size.min(stream.response_body.len());
+            stream.response_body.splice(..end, body.iter().copied());
+        }
     }
 
     fn remove_request_header(&mut self, name: &str) {

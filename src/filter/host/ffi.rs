@@ -21,6 +21,8 @@ pub const CAS_MISMATCH: Status = Status(8);
 pub const MAP_REQUEST_HEADERS: u32 = 0;
 pub const MAP_RESPONSE_HEADERS: u32 = 2;
 pub const MAP_CALLOUT_RESPONSE_HEADERS: u32 = 6;
+pub const BUFFER_REQUEST_BODY: u32 = 0;
+pub const BUFFER_RESPONSE_BODY: u32 = 1;
 pub const BUFFER_CALLOUT_RESPONSE_BODY: u32 = 4;
 pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 pub const STREAM_HTTP_REQUEST: u32 = 0;
@@ -59,6 +61,13 @@ extern "C" {
         max_size: usize,
         return_buffer_data: *mut *mut u8,
         return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
     ) -> u32;
     fn proxy_get_shared_data(
         key_data: *const u8,
@@ -187,6 +196,16 @@ pub fn buffer_bytes(buffer_type: u32, start: usize, max_size: usize) -> Result<V
         Err(NOT_FOUND) => Ok(Vec::new()),
         Err(e) => Err(e),
     }
+}
+
+/// Replaces `size` bytes at `start` of a body buffer with `data`.
+pub fn set_buffer_bytes(
+    buffer_type: u32,
+    start: usize,
+    size: usize,
+    data: &[u8],
+) -> Result<(), Status> {
+    check(unsafe { proxy_set_buffer_bytes(buffer_type, start, size, data.as_ptr(), data.len()) })
 }
 
 /// A shared-data value and its CAS; `None` when the key was never set.

@@ -100,6 +100,14 @@ pub trait Host {
     /// Every request header, names and values as bytes.
     fn request_headers(&self) -> Result<HeaderPairs, HostError>;
     fn response_header(&self, name: &str) -> Option<Vec<u8>>;
+    fn set_response_header(&mut self, name: &str, value: &str);
+    fn remove_response_header(&mut self, name: &str);
+    /// The request body buffered so far (its first `size` bytes).
+    fn request_body(&self, size: usize) -> Vec<u8>;
+    /// The response body buffered so far (its first `size` bytes).
+    fn response_body(&self, size: usize) -> Vec<u8>;
+    /// Replaces the buffered response body (its first `size` bytes) with `body`.
+    fn replace_response_body(&mut self, size: usize, body: &[u8]);
     fn remove_request_header(&mut self, name: &str);
     fn set_request_header(&mut self, name: &str, value: &str);
     /// Lets a paused request go on to the next filter.

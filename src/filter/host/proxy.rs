@@ -127,6 +127,26 @@ impl Host for ProxyWasmHost {
             .flatten()
     }
 
+    fn set_response_header(&mut self, name: &str, value: &str) {
+        let _ = ffi::replace_header_map_value(ffi::MAP_RESPONSE_HEADERS, name, value.as_bytes());
+    }
+
+    fn remove_response_header(&mut self, name: &str) {
+        let _ = ffi::remove_header_map_value(ffi::MAP_RESPONSE_HEADERS, name);
+    }
+
+    fn request_body(&self, size: usize) -> Vec<u8> {
+        ffi::buffer_bytes(ffi::BUFFER_REQUEST_BODY, 0, size).unwrap_or_default()
+    }
+
+    fn response_body(&self, size: usize) -> Vec<u8> {
+        ffi::buffer_bytes(ffi::BUFFER_RESPONSE_BODY, 0, size).unwrap_or_default()
+    }
+
+    fn replace_response_body(&mut self, size: usize, body: &[u8]) {
+        let _ = ffi::set_buffer_bytes(ffi::BUFFER_RESPONSE_BODY, 0, size, body);
+    }
+
     fn remove_request_header(&mut self, name: &str) {
         let _ = ffi::remove_header_map_value(ffi::MAP_REQUEST_HEADERS, name);
     }

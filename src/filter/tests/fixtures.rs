@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::filter::host::fake::{FakeHost, FakeReply, FakeSharedData, SentCall};
 use crate::filter::host::{ContextId, Host};
-use crate::filter::worker::{Forwarding, Outcome, Verdict, Worker};
+use crate::filter::worker::{BodyVerdict, Forwarding, Outcome, Verdict, Worker};
 
 pub const ISS: &str = "https://idp.example.com";
 pub const RESOURCE: &str = "https://mcp.example.com/mcp";
@@ -120,7 +120,7 @@ impl Rig {
         let head = crate::filter::request::RequestHead::from_headers(
             &self.host.request_headers().unwrap(),
         );
-        let verdict = self.worker.on_request(&mut self.host, context, head);
+        let verdict = self.worker.on_request(&mut self.host, context, head, true);
         (context, verdict)
     }
 
@@ -177,7 +177,9 @@ pub fn status(outcome: &Outcome) -> u32 {
 pub fn done(verdict: Verdict) -> Outcome {
     match verdict {
         Verdict::Done(o) => o,
-        Verdict::Parked => panic!("expected a decision, the request was parked"),
+        Verdict::Parked | Verdict::AwaitBody => {
+            panic!("expected a decision, the request is paused: {verdict:?}")
+        }
     }
 }
 
@@ -196,4 +198,163 @@ pub fn outcome_of(decided: &[(ContextId, Outcome)], context: ContextId) -> &Outc
         .find(|(c, _)| *c == context)
         .unwrap_or_else(|| panic!("no outcome for {context:?} in {decided:?}"))
         .1
+}
+
+/// An MCP configuration: local keys (no fetch), an exchange, and the BigQuery rules.
+pub fn mcp_config() -> Value {
+    let mut config = exchange_config();
+    config["providers"]["idp"]
+        .as_object_mut()
+        .unwrap()
+        .remove("remote_jwks");
+    config["providers"]["idp"]["local_jwks"] =
+        json!({"inline_string": String::from_utf8(good_jwks()).unwrap()});
+    config["scopes_supported"] = json!(["mcp:tools:call", "bigquery:read", "bigquery:write"]);
+    config["mcp"] = json!({
+        "filter_lists": true,
+        "default_action": "deny",
+        "rules": [
+            {"name": "read", "methods": ["tools/call"], "names": ["query_*"],
+             "required_scopes": ["bigquery:read"],
+             "exchange": {"scopes": ["bigquery.readonly"]}},
+            {"name": "admins-only", "methods": ["tools/call"], "names": ["drop_*"],
+             "claims": [{"claim": "groups", "contains": "dba"}],
+             "required_scopes": ["bigquery:write"],
+             "exchange": {"scopes": ["bigquery.write"]}}
+        ]
+    });
+    config
+}
+
+/// A token for `sub` with these scopes and groups.
+pub fn token_with(sub: &str, scopes: &[&str], groups: &[&str]) -> String {
+    let now = NOW_MS / 1000;
+    let mut claims = Claims::with_custom_claims(
+        json!({"scp": scopes, "groups": groups}),
+        Duration::from_secs(300),
+    )
+    .with_issuer(ISS)
+    .with_audience(RESOURCE)
+    .with_subject(sub);
+    claims.issued_at = Some(UnixTimeStamp::from_secs(now));
+    claims.expires_at = Some(UnixTimeStamp::from_secs(now + 300));
+    rsa().sign(claims).unwrap()
+}
+
+pub fn tools_call(id: u32, name: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}","arguments":{{"sql":"select secret"}}}}}}"#
+    )
+}
+
+impl Rig {
+    /// A POST to /mcp bearing `token` with `body`, delivered in `chunks` pieces.
+    pub fn post(&mut self, token: &str, body: &str, chunks: usize) -> (ContextId, Verdict) {
+        self.next_context += 1;
+        let authorization = format!("Bearer {token}");
+        let length = body.len().to_string();
+        let headers = [
+            (":method", "POST"),
+            (":path", "/mcp"),
+            ("authorization", authorization.as_str()),
+            ("content-type", "application/json"),
+            ("content-length", length.as_str()),
+        ];
+        let context = self.host.open_stream(self.next_context, &headers);
+        let head = crate::filter::request::RequestHead::from_headers(
+            &self.host.request_headers().unwrap(),
+        );
+        let verdict = self.worker.on_request(&mut self.host, context, head, false);
+        if verdict != Verdict::AwaitBody {
+            return (context, verdict);
+        }
+        let bytes = body.as_bytes();
+        let step = bytes.len().div_ceil(chunks.max(1)).max(1);
+        let mut sent = 0;
+        loop {
+            sent = (sent + step).min(bytes.len());
+            let end = sent == bytes.len();
+            if let Some(stream) = self.host.streams.get_mut(&context) {
+                stream.request_body = bytes[..sent].to_vec();
+            }
+            self.host.effective = Some(context);
+            match self
+                .worker
+                .on_request_body(&mut self.host, context, sent, end)
+            {
+                BodyVerdict::Decided(Verdict::AwaitBody) if !end => continue,
+                BodyVerdict::Decided(verdict) => return (context, verdict),
+                BodyVerdict::Continue => panic!("the gate let the body through unread"),
+            }
+        }
+    }
+
+    /// The upstream answers `context` with `content_type` and `body` in `chunks` pieces;
+    /// returns what the client receives.
+    pub fn respond(
+        &mut self,
+        context: ContextId,
+        content_type: &str,
+        body: &[u8],
+        chunks: usize,
+    ) -> (Vec<u8>, Option<String>) {
+        self.host.effective = Some(context);
+        let stream = self.host.streams.get_mut(&context).unwrap();
+        stream.response_headers = vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), content_type.into()),
+            ("content-length".into(), body.len().to_string()),
+        ];
+        let step = self.worker.on_response_headers(&mut self.host, context);
+        let buffered = step == crate::filter::mcp::ResponseStep::Buffer;
+        let mut received = Vec::new();
+        let piece = body.len().div_ceil(chunks.max(1)).max(1);
+        let mut sent = 0;
+        while sent < body.len() {
+            let next = (sent + piece).min(body.len());
+            let end = next == body.len();
+            let stream = self.host.streams.get_mut(&context).unwrap();
+            if buffered {
+                stream.response_body = body[..next].to_vec();
+            } else {
+                stream.response_body = body[sent..next].to_vec();
+            }
+            let size = stream.response_body.len();
+            let step = self
+                .worker
+                .on_response_body(&mut self.host, context, size, end);
+            if step == crate::filter::mcp::ResponseStep::Continue {
+                received.extend(self.host.stream(context).response_body.clone());
+            }
+            sent = next;
+        }
+        let length = self
+            .host
+            .stream(context)
+            .response_headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map(|(_, v)| v.clone());
+        (received, length)
+    }
+}
+
+impl Rig {
+    /// A POST to /mcp whose body never comes.
+    pub fn request_head_only(&mut self, token: &str) -> (ContextId, Verdict) {
+        self.next_context += 1;
+        let authorization = format!("Bearer {token}");
+        let headers = [
+            (":method", "POST"),
+            (":path", "/mcp"),
+            ("authorization", authorization.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let context = self.host.open_stream(self.next_context, &headers);
+        let head = crate::filter::request::RequestHead::from_headers(
+            &self.host.request_headers().unwrap(),
+        );
+        let verdict = self.worker.on_request(&mut self.host, context, head, false);
+        (context, verdict)
+    }
 }

@@ -7,6 +7,7 @@ mod across_workers;
 mod contexts_gone;
 mod exchanges;
 mod key_waits;
+mod mcp_gate;
 mod namespaces;
 mod outcomes;
 mod shared_between_workers;

@@ -76,7 +76,7 @@ fn forwarded_after_exchange(
 ) -> crate::filter::worker::Forwarding {
     match verdict {
         crate::filter::worker::Verdict::Done(outcome) => forwarded(&outcome).clone(),
-        crate::filter::worker::Verdict::Parked => {
+        crate::filter::worker::Verdict::Parked | crate::filter::worker::Verdict::AwaitBody => {
             let call = rig.sent_to("sts").pop().unwrap();
             let decided = rig.deliver(&call, FakeReply::status(200, &sts_answer("backend-b")));
             forwarded(&decided[0].1).clone()
