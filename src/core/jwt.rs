@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::jwks::Algorithm;
+use crate::strict_json;
 use crate::time::UnixSeconds;
 
 /// Why a token was refused before or during verification. Each maps to a fixed, public
@@ -37,6 +37,8 @@ pub enum TokenError {
     LifetimeTooLong,
     /// The provider bounds lifetimes (`max_lifetime`) and the token has no `iat`.
     MissingIssuedAt,
+    /// The IdP says the token is not active (introspection).
+    Inactive,
 }
 
 impl TokenError {
@@ -57,6 +59,7 @@ impl TokenError {
             TokenError::MissingExpiry => "token has no expiry",
             TokenError::LifetimeTooLong => "token lifetime too long",
             TokenError::MissingIssuedAt => "token has no issue time",
+            TokenError::Inactive => "token not active",
         }
     }
 }
@@ -87,7 +90,7 @@ pub struct Claims {
     pub iat: Option<UnixSeconds>,
     /// Union of `scp` (array or space-separated string, Okta) and `scope` (space-separated).
     pub scopes: Vec<String>,
-    /// `client_id` (RFC 9068), else `azp` (OIDC), else `cid` (Okta).
+    /// `client_id` (RFC 9068), else `azp` (OIDC), else `cid` (Okta), else `appid` (Entra v1).
     pub client_id: Option<String>,
     pub all: Map<String, Value>,
 }
@@ -130,38 +133,13 @@ fn decode_object(part: &str) -> Result<Map<String, Value>, TokenError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| TokenError::Malformed)?;
-    let mut de = serde_json::Deserializer::from_slice(&bytes);
-    let object = de
-        .deserialize_map(UniqueKeysObject)
-        .map_err(|_| TokenError::Malformed)?;
-    de.end().map_err(|_| TokenError::Malformed)?;
-    Ok(object)
-}
-
-/// Deserializes a JSON object, refusing duplicate member names at the top level.
-struct UniqueKeysObject;
-
-impl<'de> Visitor<'de> for UniqueKeysObject {
-    type Value = Map<String, Value>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-        let mut map = Map::new();
-        while let Some((key, value)) = access.next_entry::<String, Value>()? {
-            if map.contains_key(&key) {
-                return Err(serde::de::Error::custom("duplicate member"));
-            }
-            map.insert(key, value);
-        }
-        Ok(map)
-    }
+    // Duplicate members at any depth are how parsers are made to disagree.
+    strict_json::parse_object(&bytes).map_err(|_| TokenError::Malformed)
 }
 
 impl Claims {
-    fn from_map(all: Map<String, Value>) -> Result<Claims, TokenError> {
+    /// The claims of a decoded payload (a JWT's, or an introspection answer's).
+    pub fn from_map(all: Map<String, Value>) -> Result<Claims, TokenError> {
         let string = |name: &str| -> Result<Option<String>, TokenError> {
             match all.get(name) {
                 None => Ok(None),
@@ -178,26 +156,16 @@ impl Claims {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(TokenError::Malformed),
         };
-        let mut scopes = Vec::new();
-        for name in ["scp", "scope"] {
-            match all.get(name) {
-                None => {}
-                Some(Value::String(s)) => {
-                    scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_string))
-                }
-                Some(Value::Array(items)) => {
-                    for item in items {
-                        scopes.push(item.as_str().ok_or(TokenError::Malformed)?.to_string());
-                    }
-                }
-                Some(_) => return Err(TokenError::Malformed),
-            }
-        }
+        let scopes = scopes_in(&all, &["scp", "scope"])?;
         let client_id = match string("client_id")? {
             Some(c) => Some(c),
             None => match string("azp")? {
                 Some(c) => Some(c),
-                None => string("cid")?,
+                None => match string("cid")? {
+                    Some(c) => Some(c),
+                    // Entra ID v1.0 access tokens.
+                    None => string("appid")?,
+                },
             },
         };
         Ok(Claims {
@@ -246,12 +214,7 @@ impl Claims {
 
     /// The value of a (possibly dotted) claim.
     pub fn value(&self, path: &[String]) -> Option<&Value> {
-        let (first, rest) = path.split_first()?;
-        let mut value = self.all.get(first)?;
-        for segment in rest {
-            value = value.get(segment)?;
-        }
-        Some(value)
+        claim_at(&self.all, path)
     }
 
     /// The value of a (possibly dotted) claim as a header value: strings as they are, numbers
@@ -272,6 +235,57 @@ impl Claims {
             .all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
         (safe && text.len() <= 4096).then_some(text)
     }
+}
+
+/// The claim at a dotted path, its segments given. Claim names may contain dots themselves
+/// (Auth0's namespaced `https://example.com/roles`, Keycloak clients named `my.app` under
+/// `resource_access`): at each level the longest run of segments that names a member is taken,
+/// and shorter runs are tried if that leads nowhere. A path of n segments costs at most
+/// 2^(n-1) lookups, and paths come from the configuration, not the token.
+pub fn claim_at<'a>(object: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    for taken in (1..=path.len()).rev() {
+        let (Some(head), Some(rest)) = (path.get(..taken), path.get(taken..)) else {
+            continue;
+        };
+        let Some(value) = object.get(&head.join(".")) else {
+            continue;
+        };
+        if rest.is_empty() {
+            return Some(value);
+        }
+        if let Some(found) = value.as_object().and_then(|inner| claim_at(inner, rest)) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// The scopes in the claims `names`: space-separated strings or arrays of strings, in order,
+/// each once. Any other type makes the token malformed.
+pub fn scopes_in<S: AsRef<str>>(
+    all: &Map<String, Value>,
+    names: &[S],
+) -> Result<Vec<String>, TokenError> {
+    let mut scopes: Vec<String> = Vec::new();
+    let mut add = |s: &str| {
+        if !s.is_empty() && !scopes.iter().any(|t| t == s) {
+            scopes.push(s.to_string());
+        }
+    };
+    for name in names {
+        let path: Vec<String> = name.as_ref().split('.').map(str::to_string).collect();
+        match claim_at(all, &path) {
+            None => {}
+            Some(Value::String(s)) => s.split(' ').for_each(&mut add),
+            Some(Value::Array(items)) => {
+                for item in items {
+                    add(item.as_str().ok_or(TokenError::Malformed)?);
+                }
+            }
+            Some(_) => return Err(TokenError::Malformed),
+        }
+    }
+    Ok(scopes)
 }
 
 fn scalar_text(v: &Value) -> Option<String> {
@@ -548,5 +562,43 @@ mod tests {
         assert_eq!(c.header_value(&path("evil")), None);
         assert_eq!(c.header_value(&path("obj")), None);
         assert_eq!(c.header_value(&path("missing")), None);
+    }
+
+    #[test]
+    fn claim_names_may_contain_dots() {
+        let all: Map<String, Value> = serde_json::from_str(
+            r#"{"https://mcp.example.com/roles": ["analyst"],
+                "resource_access": {"my.app": {"roles": ["reader"]}, "my": {"x": 1}},
+                "org": {"id": "acme"}, "a.b": {"c": 1}, "a": {"b": {"d": 2}}}"#,
+        )
+        .unwrap();
+        let at = |p: &str| {
+            let path: Vec<String> = p.split('.').map(str::to_string).collect();
+            claim_at(&all, &path).cloned()
+        };
+        assert_eq!(
+            at("https://mcp.example.com/roles"),
+            Some(serde_json::json!(["analyst"]))
+        );
+        assert_eq!(
+            at("resource_access.my.app.roles"),
+            Some(serde_json::json!(["reader"]))
+        );
+        assert_eq!(at("org.id"), Some(serde_json::json!("acme")));
+        // The longest name is tried first, and the shorter one when it leads nowhere.
+        assert_eq!(at("a.b.c"), Some(serde_json::json!(1)));
+        assert_eq!(at("a.b.d"), Some(serde_json::json!(2)));
+        assert_eq!(at("a.b.e"), None);
+        assert_eq!(
+            scopes_in(&all, &["resource_access.my.app.roles"]).unwrap(),
+            vec!["reader"]
+        );
+    }
+
+    #[test]
+    fn entra_v1_names_its_client_appid() {
+        let t = token(HEADER, r#"{"appid":"app-guid","exp":1}"#);
+        let c = parse(&t, 16384).unwrap().claims;
+        assert_eq!(c.client_id.as_deref(), Some("app-guid"));
     }
 }

@@ -11,6 +11,8 @@ pub struct Keyring {
 }
 
 enum ProviderKeys {
+    /// The IdP vouches for each token (introspection): no keys.
+    None,
     Local(KeySet),
     Remote {
         cache: Box<JwksCache>,
@@ -24,6 +26,7 @@ impl Keyring {
             .providers
             .iter()
             .map(|p| match &p.keys {
+                KeySource::Introspection(_) => ProviderKeys::None,
                 KeySource::Local(set) => ProviderKeys::Local(set.clone()),
                 KeySource::Remote(r) => ProviderKeys::Remote {
                     namespace: key_source_namespace(&p.issuer, r),
@@ -47,20 +50,21 @@ impl Keyring {
         match self.providers.get(provider.0)? {
             ProviderKeys::Local(set) => Some(set),
             ProviderKeys::Remote { cache, .. } => cache.keys(),
+            ProviderKeys::None => None,
         }
     }
 
     pub fn remote(&self, provider: ProviderId) -> Option<&JwksCache> {
         match self.providers.get(provider.0)? {
             ProviderKeys::Remote { cache, .. } => Some(cache),
-            ProviderKeys::Local(_) => None,
+            ProviderKeys::Local(_) | ProviderKeys::None => None,
         }
     }
 
     pub fn remote_mut(&mut self, provider: ProviderId) -> Option<&mut JwksCache> {
         match self.providers.get_mut(provider.0)? {
             ProviderKeys::Remote { cache, .. } => Some(cache),
-            ProviderKeys::Local(_) => None,
+            ProviderKeys::Local(_) | ProviderKeys::None => None,
         }
     }
 
@@ -68,7 +72,7 @@ impl Keyring {
         match self.providers.get(provider.0) {
             Some(ProviderKeys::Local(_)) => Availability::Ready,
             Some(ProviderKeys::Remote { cache, .. }) => cache.availability(now),
-            None => Availability::Unavailable,
+            Some(ProviderKeys::None) | None => Availability::Unavailable,
         }
     }
 
@@ -77,7 +81,7 @@ impl Keyring {
     pub fn namespace(&self, provider: ProviderId) -> Option<&Digest> {
         match self.providers.get(provider.0)? {
             ProviderKeys::Remote { namespace, .. } => Some(namespace),
-            ProviderKeys::Local(_) => None,
+            ProviderKeys::Local(_) | ProviderKeys::None => None,
         }
     }
 

@@ -5,6 +5,7 @@
 use serde_json::json;
 
 use crate::config::{Config, PRM_WELL_KNOWN};
+use crate::introspection::IntrospectionFailure;
 use crate::jwt::TokenError;
 use crate::token_exchange::ExchangeFailure;
 
@@ -16,6 +17,7 @@ pub struct LocalResponse {
 }
 
 impl LocalResponse {
+    #[cfg(any(test, feature = "testing"))]
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -33,6 +35,8 @@ pub enum DenyReason {
     InsufficientScope,
     JwksUnavailable,
     Exchange(ExchangeFailure),
+    /// The IdP could not say whether the token is active.
+    Introspection(IntrospectionFailure),
 }
 
 listed_enum! {
@@ -55,6 +59,7 @@ listed_enum! {
         MissingExpiry = "missing_expiry",
         LifetimeTooLong = "token_lifetime_too_long",
         MissingIssuedAt = "missing_issued_at",
+        TokenInactive = "token_inactive",
         InsufficientScope = "insufficient_scope",
         JwksUnavailable = "jwks_unavailable",
         ExchangeRejected = "exchange_rejected",
@@ -62,6 +67,8 @@ listed_enum! {
         ExchangeFailed = "exchange_failed",
         ExchangeUnavailable = "exchange_unavailable",
         ExchangeTimeout = "exchange_timeout",
+        IntrospectionUnavailable = "introspection_unavailable",
+        IntrospectionTimeout = "introspection_timeout",
     }
 }
 
@@ -72,6 +79,10 @@ impl DenyReason {
             DenyReason::InvalidRequest => DenyLabel::InvalidRequest,
             DenyReason::InsufficientScope => DenyLabel::InsufficientScope,
             DenyReason::JwksUnavailable => DenyLabel::JwksUnavailable,
+            DenyReason::Introspection(f) => match f {
+                IntrospectionFailure::Unavailable => DenyLabel::IntrospectionUnavailable,
+                IntrospectionFailure::Timeout => DenyLabel::IntrospectionTimeout,
+            },
             DenyReason::Exchange(f) => match f {
                 ExchangeFailure::Rejected => DenyLabel::ExchangeRejected,
                 ExchangeFailure::Refused(_) => DenyLabel::ExchangeRefused,
@@ -95,6 +106,7 @@ impl DenyReason {
                 TokenError::MissingExpiry => DenyLabel::MissingExpiry,
                 TokenError::LifetimeTooLong => DenyLabel::LifetimeTooLong,
                 TokenError::MissingIssuedAt => DenyLabel::MissingIssuedAt,
+                TokenError::Inactive => DenyLabel::TokenInactive,
             },
         }
     }
@@ -251,6 +263,18 @@ impl Responses {
                 vec![("retry-after", "1".to_string())],
             ),
             DenyReason::Exchange(failure) => self.exchange_failure(failure),
+            DenyReason::Introspection(IntrospectionFailure::Unavailable) => json_error(
+                503,
+                "temporarily_unavailable",
+                "token introspection unavailable",
+                vec![("retry-after", "1".to_string())],
+            ),
+            DenyReason::Introspection(IntrospectionFailure::Timeout) => json_error(
+                504,
+                "temporarily_unavailable",
+                "token introspection timed out",
+                vec![],
+            ),
         }
     }
 

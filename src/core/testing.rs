@@ -235,7 +235,7 @@ pub fn local_setup() -> (Authenticator, Keyring) {
 pub fn remote_keys(doc: &Value) -> RemoteKeys {
     match &load(doc).providers[0].keys {
         KeySource::Remote(remote) => remote.clone(),
-        KeySource::Local(_) => panic!("the first provider has local keys"),
+        other => panic!("the first provider has no remote keys: {other:?}"),
     }
 }
 

@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use crate::cache::{BoundedCache, Digest};
 use crate::config::ProviderId;
 use crate::jwks::Thumbprint;
-use crate::time::UnixSeconds;
+use crate::time::{UnixMillis, UnixSeconds};
 
 pub fn token_hash(token: &str) -> Digest {
     Sha256::digest(token.as_bytes()).into()
@@ -61,8 +61,16 @@ pub struct VerifiedToken {
     /// Shared with every decision that hits this entry (no per-request copies).
     pub identity: Rc<Identity>,
     pub nbf: Option<UnixSeconds>,
-    /// The key that verified the signature: a hit requires it to be still published.
-    pub key: Thumbprint,
+    /// What vouches for the token: a hit requires it still to.
+    pub by: VerifiedBy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifiedBy {
+    /// The key that verified the signature, which must still be published.
+    Key(Thumbprint),
+    /// The IdP's introspection answer, trusted until then.
+    Introspection { until: UnixMillis },
 }
 
 pub type VerifiedTokenCache = BoundedCache<VerifiedToken>;

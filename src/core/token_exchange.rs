@@ -10,15 +10,16 @@
 
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use serde_json::Value;
 
 use crate::cache::{sha256, BoundedCache, Digest};
-use crate::config::{ClientAuth, ExchangeOverride, TokenExchangeConfig};
+use crate::config::{ExchangeOverride, Grant, TokenExchangeConfig};
+use crate::oauth_request::{CalloutRequest, FormBody};
 use crate::time::{UnixMillis, UnixSeconds};
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 7523 jwt-bearer, which Entra's on-behalf-of flow uses.
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Largest STS answer read (a real one is well under 8 KiB).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -69,7 +70,9 @@ impl ExchangeFailure {
 }
 
 /// OAuth error codes that may be named to the client (anything else is not echoed).
-const KNOWN_ERRORS: [&str; 9] = [
+const KNOWN_ERRORS: [&str; 13] = [
+    // Entra ID: conditional access or MFA demands a new interactive sign-in.
+    "interaction_required",
     "invalid_request",
     "invalid_client",
     "invalid_grant",
@@ -79,16 +82,16 @@ const KNOWN_ERRORS: [&str; 9] = [
     "invalid_target",
     "access_denied",
     "unsupported_token_type",
+    // Entra ID: the user or an admin never consented to the backend API (AADSTS65001); signing
+    // in again cannot fix that, so it is a refusal, not a rejection.
+    "consent_required",
+    // Named in the log line of a 5xx answer (the status decides what the client gets).
+    "server_error",
+    "temporarily_unavailable",
 ];
 
-/// A callout for the proxy-wasm layer to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExchangeRequest {
-    pub cluster: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub timeout: Duration,
-}
+/// The STS callout of an exchange.
+pub type ExchangeRequest = CalloutRequest;
 
 /// A successful exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,12 +191,22 @@ impl TokenExchanger {
             .map(|s| s.join(" "));
         let scope = narrowed_scope.as_deref().unwrap_or(&self.scope);
         let mut form = FormBody::default();
-        form.field("grant_type", GRANT_TYPE);
-        form.field("subject_token", subject_token);
-        form.field("subject_token_type", &c.subject_token_type);
-        form.field("requested_token_type", &c.requested_token_type);
-        if let Some(a) = audience {
-            form.field("audience", a);
+        match c.grant {
+            Grant::TokenExchange => {
+                form.field("grant_type", GRANT_TYPE);
+                form.field("subject_token", subject_token);
+                form.field("subject_token_type", &c.subject_token_type);
+                form.field("requested_token_type", &c.requested_token_type);
+                if let Some(a) = audience {
+                    form.field("audience", a);
+                }
+            }
+            Grant::JwtBearerObo => {
+                // Microsoft identity platform on-behalf-of: the user's token as the assertion.
+                form.field("grant_type", JWT_BEARER_GRANT);
+                form.field("assertion", subject_token);
+                form.field("requested_token_use", "on_behalf_of");
+            }
         }
         if !scope.is_empty() {
             form.field("scope", scope);
@@ -204,41 +217,7 @@ impl TokenExchanger {
         for (name, value) in &c.extra_params {
             form.field(name, value);
         }
-        let mut headers = vec![
-            (":method".to_string(), "POST".to_string()),
-            (":path".to_string(), c.endpoint.path.clone()),
-            (":authority".to_string(), c.endpoint.authority.clone()),
-            (
-                "content-type".to_string(),
-                "application/x-www-form-urlencoded".to_string(),
-            ),
-            ("accept".to_string(), "application/json".to_string()),
-            ("user-agent".to_string(), "mcp-auth-filter".to_string()),
-        ];
-        match &c.client_auth {
-            ClientAuth::Basic { client_id, secret } => {
-                let credentials = format!("{}:{}", form_encode(client_id), form_encode(&secret.0));
-                headers.push((
-                    "authorization".to_string(),
-                    format!("Basic {}", STANDARD.encode(credentials)),
-                ));
-            }
-            ClientAuth::Post { client_id, secret } => {
-                form.field("client_id", client_id);
-                form.field("client_secret", &secret.0);
-            }
-            ClientAuth::None { client_id } => {
-                if let Some(id) = client_id {
-                    form.field("client_id", id);
-                }
-            }
-        }
-        ExchangeRequest {
-            cluster: c.cluster.clone(),
-            headers,
-            body: form.0.into_bytes(),
-            timeout: c.timeout,
-        }
+        form.post(&c.cluster, &c.endpoint, &c.client_auth, c.timeout)
     }
 
     /// Reads the STS answer and caches a good one under `key`; it never outlives the subject
@@ -257,7 +236,7 @@ impl TokenExchanger {
             // Overloaded or rate-limited: temporary, the client may retry.
             429 | 503 => return Err(ExchangeFailure::Unavailable),
             504 => return Err(ExchangeFailure::Timeout),
-            400..=499 => return Err(refusal(body)),
+            400..=499 => return Err(refusal(body, self.config.grant)),
             _ => return Err(ExchangeFailure::Failed),
         }
         if body.len() > MAX_RESPONSE_BYTES {
@@ -308,27 +287,22 @@ impl TokenExchanger {
 /// hashed with the rest (a wrong secret is refused by the STS; a right one must not inherit
 /// tokens obtained with another), and never appears anywhere.
 fn namespace(c: &TokenExchangeConfig, scope: &str) -> Digest {
-    let (auth_method, client_id, secret) = match &c.client_auth {
-        ClientAuth::Basic { client_id, secret } => {
-            ("basic", Some(client_id.as_str()), Some(secret))
-        }
-        ClientAuth::Post { client_id, secret } => ("post", Some(client_id.as_str()), Some(secret)),
-        ClientAuth::None { client_id } => ("none", client_id.as_deref(), None),
-    };
     let extra: Vec<u8> = c
         .extra_params
         .iter()
         .flat_map(|(name, value)| sha256(&[name.as_bytes(), value.as_bytes()]))
         .collect();
-    let secret_digest = secret.map(|s| sha256(&[s.0.as_bytes()]));
+    let grant: &[u8] = match c.grant {
+        Grant::TokenExchange => b"token_exchange",
+        Grant::JwtBearerObo => b"jwt_bearer_obo",
+    };
     sha256(&[
-        b"mcp-auth-filter token exchange v1",
+        b"mcp-auth-filter token exchange v2",
+        grant,
         c.cluster.as_bytes(),
         c.endpoint.authority.as_bytes(),
         c.endpoint.path.as_bytes(),
-        auth_method.as_bytes(),
-        client_id.unwrap_or_default().as_bytes(),
-        secret_digest.as_ref().map_or(&[][..], |d| d.as_slice()),
+        &c.client_auth.digest(),
         c.audience.as_deref().unwrap_or_default().as_bytes(),
         scope.as_bytes(),
         c.resource.as_deref().unwrap_or_default().as_bytes(),
@@ -338,15 +312,60 @@ fn namespace(c: &TokenExchangeConfig, scope: &str) -> Digest {
     ])
 }
 
-fn refusal(body: &[u8]) -> ExchangeFailure {
-    let code = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
-        .and_then(|e| KNOWN_ERRORS.iter().find(|k| **k == e).copied());
-    match code {
-        Some("invalid_grant") => ExchangeFailure::Rejected,
-        other => ExchangeFailure::Refused(other),
+/// What a 4xx answer means for the client. 401 (sign in again) when the subject token is what
+/// the STS refused: `invalid_grant`, `interaction_required`, and for RFC 8693 also
+/// `invalid_request` (§2.2.2: the error for a subject token that is invalid or unacceptable by
+/// policy). Everything else is a 403 naming the standard code.
+fn refusal(body: &[u8], grant: Grant) -> ExchangeFailure {
+    let doc = serde_json::from_slice::<Value>(body).ok();
+    let field = |name: &str| {
+        doc.as_ref()
+            .and_then(|v| v.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let consent_missing = field("suberror").as_deref() == Some("consent_required")
+        || doc
+            .as_ref()
+            .and_then(|v| v.get("error_codes"))
+            .and_then(Value::as_array)
+            .is_some_and(|codes| codes.iter().any(|c| c.as_u64() == Some(65001)));
+    if grant == Grant::JwtBearerObo && consent_missing {
+        return ExchangeFailure::Refused(Some("consent_required"));
     }
+    let code = field("error").and_then(|e| KNOWN_ERRORS.iter().find(|k| **k == e).copied());
+    match (code, grant) {
+        (Some("invalid_grant" | "interaction_required"), _)
+        | (Some("invalid_request"), Grant::TokenExchange) => ExchangeFailure::Rejected,
+        (other, _) => ExchangeFailure::Refused(other),
+    }
+}
+
+/// For the log line of a refused exchange: the standard error code and the numeric codes an
+/// STS adds (Entra's `error_codes`, shown as `AADSTS<n>`), never its free-text description.
+pub fn refusal_summary(body: &[u8]) -> Option<String> {
+    let doc: Value = serde_json::from_slice(body).ok()?;
+    let code = doc
+        .get("error")
+        .and_then(Value::as_str)
+        .and_then(|e| KNOWN_ERRORS.iter().find(|k| **k == e))?;
+    let numbers: Vec<String> = doc
+        .get("error_codes")
+        .and_then(Value::as_array)
+        .map(|codes| {
+            codes
+                .iter()
+                .filter_map(Value::as_u64)
+                .take(4)
+                .map(|n| format!("AADSTS{n}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(if numbers.is_empty() {
+        (*code).to_string()
+    } else {
+        format!("{code} ({})", numbers.join(", "))
+    })
 }
 
 /// Visible ASCII only, bounded: an issued token goes into a request header as it is.
@@ -356,41 +375,12 @@ fn is_header_safe(token: &str) -> bool {
         && token.bytes().all(|b| (0x21..0x7f).contains(&b))
 }
 
-/// `application/x-www-form-urlencoded`, built field by field.
-#[derive(Default)]
-struct FormBody(String);
-
-impl FormBody {
-    fn field(&mut self, name: &str, value: &str) {
-        if !self.0.is_empty() {
-            self.0.push('&');
-        }
-        self.0.push_str(&form_encode(name));
-        self.0.push('=');
-        self.0.push_str(&form_encode(value));
-    }
-}
-
-/// The form-urlencoding of RFC 6749 appendix B: unreserved bytes as they are, space as `+`,
-/// everything else percent-encoded.
-pub fn form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
     use serde_json::json;
 
     const NOW: u64 = 1_800_000_000;
@@ -774,8 +764,66 @@ mod tests {
     }
 
     #[test]
-    fn form_encoding() {
-        assert_eq!(form_encode("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
-        assert_eq!(form_encode("Az09-._*"), "Az09-._*");
+    fn entra_on_behalf_of_request_and_errors() {
+        let entra = TokenExchanger::new(config(json!({
+            "grant": "jwt_bearer_obo",
+            "token_endpoint": {"uri": "https://login.microsoftonline.com/tid/oauth2/v2.0/token",
+                               "cluster": "entra"},
+            "scopes": ["api://backend/.default"],
+            "client_auth": {"method": "client_secret_post", "client_id": "filter-app",
+                            "client_secret_env": "STS_SECRET"}
+        })));
+        let f = form(&entra.request("user.jwt", None).body);
+        assert_eq!(field(&f, "grant_type"), Some(JWT_BEARER_GRANT));
+        assert_eq!(field(&f, "assertion"), Some("user.jwt"));
+        assert_eq!(field(&f, "requested_token_use"), Some("on_behalf_of"));
+        assert_eq!(field(&f, "scope"), Some("api://backend/.default"));
+        assert_eq!(field(&f, "client_id"), Some("filter-app"));
+        assert_eq!(field(&f, "subject_token"), None);
+        assert_eq!(field(&f, "audience"), None);
+        let aadsts = br#"{"error":"interaction_required","error_description":"AADSTS50079: Due to a configuration change made by your administrator, you must enroll in MFA","error_codes":[50079],"suberror":"basic_action"}"#;
+        let mut x = entra;
+        let k = x.key(&crate::token_cache::token_hash("s"), None);
+        assert_eq!(
+            x.accept(k, Some(400), aadsts, NOW_MS, SUBJECT_EXP),
+            Err(ExchangeFailure::Rejected)
+        );
+        assert_eq!(
+            refusal_summary(aadsts).as_deref(),
+            Some("interaction_required (AADSTS50079)")
+        );
+        assert_eq!(refusal_summary(br#"{"error":"<b>bad</b>"}"#), None);
+        // Missing consent is not fixed by signing in again: a refusal, not a 401 loop.
+        let consent = br#"{"error":"invalid_grant","error_description":"AADSTS65001: The user or administrator has not consented","error_codes":[65001],"suberror":"consent_required"}"#;
+        assert_eq!(
+            x.accept(k, Some(400), consent, NOW_MS, SUBJECT_EXP),
+            Err(ExchangeFailure::Refused(Some("consent_required")))
+        );
+        // For on-behalf-of, invalid_request is our request's fault, not the user's token.
+        assert_eq!(
+            x.accept(
+                k,
+                Some(400),
+                br#"{"error":"invalid_request"}"#,
+                NOW_MS,
+                SUBJECT_EXP
+            ),
+            Err(ExchangeFailure::Refused(Some("invalid_request")))
+        );
+        let consent = ExchangeFailure::Refused(Some("consent_required"));
+        assert_eq!(ExchangeFailure::from_code(consent.code()), Some(consent));
+    }
+
+    #[test]
+    fn an_rfc_8693_invalid_request_means_the_subject_token_was_refused() {
+        // RFC 8693 §2.2.2: an invalid or unacceptable subject token is `invalid_request`
+        // (Keycloak answers an ended user session so): the client signs in again.
+        let mut x = okta();
+        let k = x.key(&crate::token_cache::token_hash("s"), None);
+        let body = br#"{"error":"invalid_request","error_description":"Invalid token"}"#;
+        assert_eq!(
+            x.accept(k, Some(400), body, NOW_MS, SUBJECT_EXP),
+            Err(ExchangeFailure::Rejected)
+        );
     }
 }

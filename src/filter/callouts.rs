@@ -18,6 +18,10 @@ pub enum Purpose {
     Exchange {
         key: Digest,
     },
+    /// An introspection of the token with this hash.
+    Introspection {
+        key: Digest,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]

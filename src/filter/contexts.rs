@@ -180,6 +180,19 @@ impl HttpContext for HttpFilter {
         }
     }
 
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let mut host = ProxyWasmHost;
+        let context = self.context;
+        let verdict = self
+            .shared
+            .with(|w, host| w.on_request_trailers(host, context));
+        match verdict {
+            Some(BodyVerdict::Decided(verdict)) => act(&mut host, verdict),
+            Some(BodyVerdict::Continue) => Action::Continue,
+            None => Action::Pause,
+        }
+    }
+
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let context = self.context;
         let step = self

@@ -1,54 +1,19 @@
-//! The worker's token exchanges: one STS call per cache key for the whole Envoy at a time,
-//! deadlines, resending a callout whose context went away, and exchanged tokens shared with
-//! the other workers.
-//!
-//! Before calling the STS a worker claims the key in a shared-data slot (compare-and-swap,
-//! with an end so a dead owner never blocks anyone). A worker that finds the key claimed by
-//! another parks its requests and watches, on the fast tick, for the token in the key's result
-//! slot or for the failure the owner recorded; if the claim ends without either, it exchanges
-//! itself. Slots are bounded: a key whose claim slot holds another key's live claim is simply
-//! exchanged without a claim.
-
-use std::collections::HashMap;
+//! The worker's token exchanges: the exchanged-token cache, and STS calls made through
+//! [`Flights`] (one per cache key for the whole Envoy, deadlines, resends, results shared with
+//! the other workers).
 
 use mcp_auth_core::cache::Digest;
 use mcp_auth_core::config::ExchangeOverride;
 use mcp_auth_core::response::DenyReason;
 use mcp_auth_core::time::{UnixMillis, UnixSeconds};
 use mcp_auth_core::token_exchange::{
-    ExchangeFailure, ExchangeRequest, TokenExchanger, MAX_RESPONSE_BYTES,
+    refusal_summary, ExchangeFailure, TokenExchanger, MAX_RESPONSE_BYTES,
 };
-use std::time::Duration;
 
 use crate::filter::callouts::{Callouts, Purpose, Reply};
-use crate::filter::host::{CalloutToken, ContextId, Host, OutgoingCall, SharedWrite};
+use crate::filter::flights::{Flights, Landing};
+use crate::filter::host::{ContextId, Host};
 use crate::filter::metrics::Metrics;
-use crate::filter::shared::{ExchangeClaim, SharedExchange};
-
-/// Grace beyond a callout's own timeout before a waiting request is given up on.
-pub const WAIT_GRACE: Duration = Duration::from_secs(1);
-
-/// An exchange this worker is making.
-struct Flight {
-    /// Kept to send it again if the context that owned the callout goes away.
-    request: ExchangeRequest,
-    /// The exchanged token must not outlive the subject token.
-    subject_exp: UnixSeconds,
-    started: UnixMillis,
-    deadline: UnixMillis,
-    /// `None` when the callout's reply can no longer arrive and the root must resend it.
-    callout: Option<CalloutToken>,
-    /// This worker holds the key's claim (false when the slot was taken by another key).
-    claimed: bool,
-}
-
-/// An exchange another worker is making, which requests here wait for.
-struct Watched {
-    subject: String,
-    subject_exp: UnixSeconds,
-    narrowing: Option<ExchangeOverride>,
-    until: UnixMillis,
-}
 
 /// What the tick did to the exchanges requests wait for.
 #[derive(Default)]
@@ -68,26 +33,16 @@ pub struct Settled {
 
 pub struct Exchanges {
     exchanger: TokenExchanger,
-    flights: HashMap<Digest, Flight>,
-    watched: HashMap<Digest, Watched>,
-    /// This VM, as claims name it.
-    me: u64,
-}
-
-enum Claim {
-    /// Ours (or the slot is taken by another key: exchange without one).
-    Go { claimed: bool },
-    /// Another worker is exchanging this key, until then.
-    HeldElsewhere(UnixMillis),
+    /// Per flight: the subject token's `exp`, which an exchanged token must not outlive.
+    flights: Flights<UnixSeconds>,
 }
 
 impl Exchanges {
     pub fn new(exchanger: TokenExchanger, me: u64) -> Exchanges {
+        let namespace = *exchanger.namespace();
         Exchanges {
             exchanger,
-            flights: HashMap::new(),
-            watched: HashMap::new(),
-            me,
+            flights: Flights::new("exchange", namespace, me, |key| Purpose::Exchange { key }),
         }
     }
 
@@ -108,15 +63,7 @@ impl Exchanges {
 
     /// Requests of this worker wait for another worker's exchange (the tick should be fast).
     pub fn watching(&self) -> bool {
-        !self.watched.is_empty()
-    }
-
-    fn result_slot(&self, key: &Digest) -> String {
-        SharedExchange::slot_name(self.exchanger.namespace(), key)
-    }
-
-    fn claim_slot(&self, key: &Digest) -> String {
-        ExchangeClaim::slot_name(self.exchanger.namespace(), key)
+        self.flights.watching()
     }
 
     /// A token for this key from this worker's cache or from another worker.
@@ -125,14 +72,9 @@ impl Exchanges {
         if let Some(token) = self.exchanger.cached(key, now) {
             return Some(token.to_string());
         }
-        let entry = host.shared_data(&self.result_slot(key)).ok().flatten()?;
-        let shared = SharedExchange::decode(&entry.value, key)?;
-        if now >= shared.until {
-            return None;
-        }
-        let token = shared.token.to_string();
-        self.exchanger
-            .remember(*key, token.clone(), shared.until, now);
+        let (value, until) = self.flights.shared_result(host, key)?;
+        let token = String::from_utf8(value).ok()?;
+        self.exchanger.remember(*key, token.clone(), until, now);
         Some(token)
     }
 
@@ -150,128 +92,15 @@ impl Exchanges {
         narrowing: Option<&ExchangeOverride>,
         owner: ContextId,
     ) -> Result<UnixMillis, ExchangeFailure> {
-        if let Some(flight) = self.flights.get(&key) {
-            return Ok(flight.deadline.plus(WAIT_GRACE));
-        }
-        if let Some(watched) = self.watched.get(&key) {
-            return Ok(watched.until.plus(WAIT_GRACE));
-        }
-        let request = self.exchanger.request(subject, narrowing);
-        let deadline = host.now().plus(request.timeout).plus(WAIT_GRACE);
-        match self.claim(host, &key, deadline) {
-            Claim::HeldElsewhere(until) => {
-                let watched = Watched {
-                    subject: subject.to_string(),
-                    subject_exp,
-                    narrowing: narrowing.cloned(),
-                    until,
-                };
-                self.watched.insert(key, watched);
-                Ok(until.plus(WAIT_GRACE))
-            }
-            Claim::Go { claimed } => {
-                self.fly(
-                    host,
-                    callouts,
-                    metrics,
-                    key,
-                    request,
-                    subject_exp,
-                    claimed,
-                    owner,
-                )?;
-                Ok(deadline.plus(WAIT_GRACE))
-            }
-        }
-    }
-
-    /// Sends the exchange and records the flight.
-    #[allow(clippy::too_many_arguments)]
-    fn fly(
-        &mut self,
-        host: &mut impl Host,
-        callouts: &mut Callouts,
-        metrics: &Metrics,
-        key: Digest,
-        request: ExchangeRequest,
-        subject_exp: UnixSeconds,
-        claimed: bool,
-        owner: ContextId,
-    ) -> Result<(), ExchangeFailure> {
-        let now = host.now();
-        let Some(callout) = send(host, callouts, &request, key, owner) else {
+        let exchanger = &self.exchanger;
+        let request = || exchanger.request(subject, narrowing);
+        let started = self
+            .flights
+            .join_or_start(host, callouts, key, request, subject_exp, owner);
+        started.map_err(|()| {
             exchange_failed(host, metrics, ExchangeFailure::Unavailable, None);
-            if claimed {
-                self.release(host, &key, Some(ExchangeFailure::Unavailable));
-            }
-            return Err(ExchangeFailure::Unavailable);
-        };
-        let deadline = now.plus(request.timeout).plus(WAIT_GRACE);
-        self.flights.insert(
-            key,
-            Flight {
-                request,
-                subject_exp,
-                started: now,
-                deadline,
-                callout: Some(callout),
-                claimed,
-            },
-        );
-        Ok(())
-    }
-
-    /// Claims `key` until `until` in its claim slot.
-    fn claim(&self, host: &mut impl Host, key: &Digest, until: UnixMillis) -> Claim {
-        let slot = self.claim_slot(key);
-        for _ in 0..2 {
-            let now = host.now();
-            let current = host.shared_data(&slot).ok().flatten();
-            let held = current
-                .as_ref()
-                .and_then(|e| ExchangeClaim::decode(&e.value))
-                .filter(|c| c.owner != self.me && now < c.until && c.failure == 0);
-            match held {
-                Some(c) if c.key == *key => return Claim::HeldElsewhere(c.until),
-                // Another key's live claim in this slot: go without one.
-                Some(_) => return Claim::Go { claimed: false },
-                None => {}
-            }
-            let claim = ExchangeClaim {
-                key: *key,
-                owner: self.me,
-                until,
-                failure: 0,
-            };
-            let cas = current.map(|e| e.cas);
-            match host.set_shared_data(&slot, &claim.encode(), cas) {
-                Ok(SharedWrite::Stored) => return Claim::Go { claimed: true },
-                Ok(SharedWrite::CasMismatch) => continue,
-                Err(_) => return Claim::Go { claimed: false },
-            }
-        }
-        Claim::Go { claimed: false }
-    }
-
-    /// Ends our claim on `key`, recording a failure for the workers waiting on it.
-    fn release(&self, host: &mut impl Host, key: &Digest, failure: Option<ExchangeFailure>) {
-        let slot = self.claim_slot(key);
-        let Ok(Some(entry)) = host.shared_data(&slot) else {
-            return;
-        };
-        let ours = ExchangeClaim::decode(&entry.value)
-            .is_some_and(|c| c.key == *key && c.owner == self.me);
-        if !ours {
-            return;
-        }
-        let released = ExchangeClaim {
-            key: *key,
-            owner: self.me,
-            until: host.now(),
-            failure: failure.map_or(0, ExchangeFailure::code),
-        };
-        // A CAS mismatch means someone else took the slot meanwhile: theirs stands.
-        let _ = host.set_shared_data(&slot, &released.encode(), Some(entry.cas));
+            ExchangeFailure::Unavailable
+        })
     }
 
     /// The STS's reply for `key`.
@@ -282,14 +111,14 @@ impl Exchanges {
         key: Digest,
         body_size: usize,
     ) -> Option<Settled> {
-        let flight = self.flights.remove(&key)?;
+        let flight = self.flights.take(&key)?;
         let now = host.now();
         let reply = Reply::read(host, body_size, MAX_RESPONSE_BYTES);
         let sts_ms = now.since(flight.started).as_millis() as u64;
         let result = match &reply.body {
             Some(body) => self
                 .exchanger
-                .accept(key, reply.status, body, now, flight.subject_exp),
+                .accept(key, reply.status, body, now, flight.data),
             None => Err(ExchangeFailure::Failed),
         };
         metrics.sts_latency(host, sts_ms);
@@ -297,20 +126,19 @@ impl Exchanges {
             Ok(exchanged) => {
                 metrics.exchange(host, true);
                 if let Some(until) = exchanged.cached_until {
-                    let value = SharedExchange {
-                        key,
-                        until,
-                        token: &exchanged.token,
-                    }
-                    .encode();
-                    let _ = host.set_shared_data(&self.result_slot(&key), &value, None);
+                    self.flights
+                        .publish(host, &key, exchanged.token.as_bytes(), until);
                 }
             }
-            Err(failure) => exchange_failed(host, metrics, *failure, reply.status),
+            Err(failure) => {
+                let summary = reply.body.as_deref().and_then(refusal_summary);
+                exchange_failed(host, metrics, *failure, Some((reply.status, summary)));
+            }
         }
         if flight.claimed {
             // A token not cached (about to expire) is not shared: waiters elsewhere retry.
-            self.release(host, &key, result.as_ref().err().copied());
+            let code = result.as_ref().err().map_or(0, |f| f.code());
+            self.flights.release(host, &key, code);
         }
         Some(Settled {
             key,
@@ -321,14 +149,11 @@ impl Exchanges {
 
     /// The context that owned this exchange's callout ended: the root resends it on the tick.
     pub fn orphan(&mut self, key: &Digest) {
-        if let Some(flight) = self.flights.get_mut(key) {
-            flight.callout = None;
-        }
+        self.flights.orphan(key);
     }
 
-    /// Exchanges past their deadline fail with a timeout; exchanges whose callout was lost
-    /// with its context are sent again from the root; exchanges watched in other workers are
-    /// looked at.
+    /// Exchanges past their deadline fail with a timeout; lost callouts are resent; exchanges
+    /// other workers make are looked at.
     pub fn tick(
         &mut self,
         host: &mut impl Host,
@@ -336,168 +161,67 @@ impl Exchanges {
         metrics: &Metrics,
         root: ContextId,
     ) -> ExchangeTick {
+        let codes = (
+            ExchangeFailure::Timeout.code(),
+            ExchangeFailure::Unavailable.code(),
+        );
+        let flight_tick = self.flights.tick(host, callouts, root, codes);
+        let mut tick = ExchangeTick {
+            settled: Vec::new(),
+            extended: flight_tick.extended,
+        };
         let now = host.now();
-        let mut settled = Vec::new();
-        let overdue: Vec<Digest> = self
-            .flights
-            .iter()
-            .filter(|(_, f)| now > f.deadline)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in overdue {
-            if let Some(flight) = self.flights.remove(&key) {
-                if flight.claimed {
-                    self.release(host, &key, Some(ExchangeFailure::Timeout));
+        for landing in flight_tick.landed {
+            let (key, outcome) = match landing {
+                Landing::Published { key, value, .. } => match String::from_utf8(value) {
+                    Ok(token) => {
+                        // Good until the shared entry says; this worker's cache learns it too.
+                        if let Some((_, until)) = self.flights.shared_result(host, &key) {
+                            self.exchanger.remember(key, token.clone(), until, now);
+                        }
+                        (key, Ok(token))
+                    }
+                    Err(_) => (key, Err(ExchangeFailure::Failed)),
+                },
+                Landing::FailedElsewhere { key, code, .. } => (
+                    key,
+                    Err(ExchangeFailure::from_code(code).unwrap_or(ExchangeFailure::Failed)),
+                ),
+                Landing::TimedOut { key, .. } => {
+                    exchange_failed(host, metrics, ExchangeFailure::Timeout, None);
+                    (key, Err(ExchangeFailure::Timeout))
                 }
-            }
-            callouts.forget(|p| matches!(p, Purpose::Exchange { key: k } if *k == key));
-            exchange_failed(host, metrics, ExchangeFailure::Timeout, None);
-            settled.push(Settled {
+                Landing::Unsendable { key, .. } => {
+                    exchange_failed(host, metrics, ExchangeFailure::Unavailable, None);
+                    (key, Err(ExchangeFailure::Unavailable))
+                }
+            };
+            tick.settled.push(Settled {
                 key,
-                outcome: Err(ExchangeFailure::Timeout),
+                outcome,
                 sts_ms: None,
             });
         }
-        let lost: Vec<(Digest, ExchangeRequest)> = self
-            .flights
-            .iter()
-            .filter(|(_, f)| f.callout.is_none())
-            .map(|(k, f)| (*k, f.request.clone()))
-            .collect();
-        for (key, request) in lost {
-            match send(host, callouts, &request, key, root) {
-                Some(token) => {
-                    if let Some(f) = self.flights.get_mut(&key) {
-                        f.callout = Some(token);
-                    }
-                }
-                None => {
-                    if let Some(flight) = self.flights.remove(&key) {
-                        if flight.claimed {
-                            self.release(host, &key, Some(ExchangeFailure::Unavailable));
-                        }
-                    }
-                    exchange_failed(host, metrics, ExchangeFailure::Unavailable, None);
-                    settled.push(Settled {
-                        key,
-                        outcome: Err(ExchangeFailure::Unavailable),
-                        sts_ms: None,
-                    });
-                }
-            }
-        }
-        let mut tick = self.tick_watched(host, callouts, metrics, root);
-        tick.settled.extend(settled);
-        tick
-    }
-
-    /// Looks at the exchanges other workers make for requests waiting here.
-    fn tick_watched(
-        &mut self,
-        host: &mut impl Host,
-        callouts: &mut Callouts,
-        metrics: &Metrics,
-        root: ContextId,
-    ) -> ExchangeTick {
-        let keys: Vec<Digest> = self.watched.keys().copied().collect();
-        let mut tick = ExchangeTick::default();
-        for key in keys {
-            if let Some(token) = self.cached(host, &key) {
-                self.watched.remove(&key);
-                tick.settled.push(Settled {
-                    key,
-                    outcome: Ok(token),
-                    sts_ms: None,
-                });
-                continue;
-            }
-            let now = host.now();
-            let claim = host
-                .shared_data(&self.claim_slot(&key))
-                .ok()
-                .flatten()
-                .and_then(|e| ExchangeClaim::decode(&e.value))
-                .filter(|c| c.key == key);
-            match claim {
-                Some(c) if c.failure == 0 && now < c.until => {
-                    if let Some(w) = self.watched.get_mut(&key) {
-                        if c.until > w.until {
-                            w.until = c.until;
-                            tick.extended.push((key, c.until.plus(WAIT_GRACE)));
-                        }
-                    }
-                }
-                Some(c) if c.failure != 0 => {
-                    self.watched.remove(&key);
-                    let failure =
-                        ExchangeFailure::from_code(c.failure).unwrap_or(ExchangeFailure::Failed);
-                    tick.settled.push(Settled {
-                        key,
-                        outcome: Err(failure),
-                        sts_ms: None,
-                    });
-                }
-                // The claim ended without a shared token: exchange here.
-                _ => {
-                    let Some(w) = self.watched.remove(&key) else {
-                        continue;
-                    };
-                    let started = self.join_or_start(
-                        host,
-                        callouts,
-                        metrics,
-                        key,
-                        &w.subject,
-                        w.subject_exp,
-                        w.narrowing.as_ref(),
-                        root,
-                    );
-                    match started {
-                        Ok(deadline) => tick.extended.push((key, deadline)),
-                        Err(failure) => tick.settled.push(Settled {
-                            key,
-                            outcome: Err(failure),
-                            sts_ms: None,
-                        }),
-                    }
-                }
-            }
-        }
         tick
     }
 }
 
-fn send(
-    host: &mut impl Host,
-    callouts: &mut Callouts,
-    request: &ExchangeRequest,
-    key: Digest,
-    owner: ContextId,
-) -> Option<CalloutToken> {
-    let headers: Vec<(&str, &str)> = request
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let call = OutgoingCall {
-        cluster: &request.cluster,
-        headers: &headers,
-        body: Some(&request.body),
-        timeout: request.timeout,
-    };
-    callouts.send(host, &call, Purpose::Exchange { key }, owner)
-}
-
+/// Counts and logs a failed exchange, with the STS's status and error summary when it answered.
 fn exchange_failed(
     host: &mut impl Host,
     metrics: &Metrics,
     failure: ExchangeFailure,
-    status: Option<u16>,
+    answer: Option<(Option<u16>, Option<String>)>,
 ) {
     metrics.exchange(host, false);
     let label = DenyReason::Exchange(failure).label();
-    match status {
-        Some(s) => log::warn!("mcp_auth_filter: token exchange failed: {label} (STS status {s})"),
-        None => log::warn!("mcp_auth_filter: token exchange failed: {label}"),
+    match answer {
+        Some((Some(status), Some(summary))) => log::warn!(
+            "mcp_auth_filter: token exchange failed: {label} (STS status {status}: {summary})"
+        ),
+        Some((Some(status), None)) => {
+            log::warn!("mcp_auth_filter: token exchange failed: {label} (STS status {status})")
+        }
+        _ => log::warn!("mcp_auth_filter: token exchange failed: {label}"),
     }
 }

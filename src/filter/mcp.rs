@@ -26,6 +26,11 @@ const MAX_SSE_EVENT_BYTES: usize = 1024 * 1024;
 pub struct AwaitingBody {
     pub request: PendingRequest,
     pub deadline: UnixMillis,
+    /// The size of the body buffered so far (the host keeps the bytes).
+    pub body_size: usize,
+    /// A body callback came for it (none ever does when the host stops all iteration at
+    /// the headers, without `allow_on_headers_stop_iteration`).
+    pub body_seen: bool,
 }
 
 /// How a list response is being filtered.
@@ -68,6 +73,8 @@ pub struct McpSide {
     gate: Gate,
     body_timeout: Duration,
     awaiting: HashMap<ContextId, AwaitingBody>,
+    /// The hint about `allow_on_headers_stop_iteration` was logged.
+    warned_no_body: bool,
     lists: HashMap<ContextId, ListWatch>,
     metrics: McpMetrics,
 }
@@ -100,6 +107,7 @@ impl McpSide {
             gate,
             body_timeout: mcp.body_timeout,
             awaiting: HashMap::new(),
+            warned_no_body: false,
             lists: HashMap::new(),
             metrics,
         })
@@ -116,12 +124,30 @@ impl McpSide {
 
     pub fn await_body(&mut self, request: PendingRequest, now: UnixMillis) {
         let deadline = now.plus(self.body_timeout);
-        self.awaiting
-            .insert(request.context, AwaitingBody { request, deadline });
+        let awaiting = AwaitingBody {
+            request,
+            deadline,
+            body_size: 0,
+            body_seen: false,
+        };
+        self.awaiting.insert(awaiting.request.context, awaiting);
     }
 
     pub fn is_awaiting(&self, context: ContextId) -> bool {
         self.awaiting.contains_key(&context)
+    }
+
+    /// The body buffered so far for this context, when its body is awaited.
+    pub fn buffered(&self, context: ContextId) -> Option<usize> {
+        self.awaiting.get(&context).map(|a| a.body_size)
+    }
+
+    /// Notes how much of an awaited body is buffered.
+    pub fn saw_body(&mut self, context: ContextId, body_size: usize) {
+        if let Some(a) = self.awaiting.get_mut(&context) {
+            a.body_size = body_size;
+            a.body_seen = true;
+        }
     }
 
     pub fn take_awaiting(&mut self, context: ContextId) -> Option<AwaitingBody> {
@@ -136,10 +162,20 @@ impl McpSide {
             .filter(|(_, a)| now >= a.deadline)
             .map(|(c, _)| *c)
             .collect();
-        overdue
+        let overdue: Vec<AwaitingBody> = overdue
             .into_iter()
             .filter_map(|c| self.awaiting.remove(&c))
-            .collect()
+            .collect();
+        if !self.warned_no_body && overdue.iter().any(|a| !a.body_seen) {
+            // Once per worker: the likely cause is the host's configuration, not the client.
+            self.warned_no_body = true;
+            log::warn!(
+                "mcp_auth_filter: an MCP request body never reached the filter; the MCP gate \
+                 needs `allow_on_headers_stop_iteration: true` in the wasm filter's config \
+                 (Envoy 1.35 or later; with Istio, an EnvoyFilter: see docs/deploying.md)"
+            );
+        }
+        overdue
     }
 
     pub fn forget(&mut self, context: ContextId) {
@@ -186,9 +222,11 @@ impl McpSide {
                 bump_named(host, &self.metrics.denied, &name);
             }
             Refused::HeaderMismatch => bump(host, self.metrics.header_mismatch),
-            Refused::Body(_) | Refused::TooLarge | Refused::UnsupportedMedia | Refused::Timeout => {
-                bump(host, self.metrics.body_refused)
-            }
+            Refused::Body(_)
+            | Refused::TooLarge
+            | Refused::UnsupportedMedia
+            | Refused::Timeout
+            | Refused::Batch => bump(host, self.metrics.body_refused),
         }
     }
 

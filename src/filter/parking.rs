@@ -1,7 +1,7 @@
 //! Requests paused until something they need arrives (keys, an exchanged token), each with a
 //! deadline after which it is answered anyway.
 
-use mcp_auth_core::authenticator::{Authenticated, KeyNeed};
+use mcp_auth_core::authenticator::{Authenticated, IntrospectionNeed, KeyNeed};
 use mcp_auth_core::cache::Digest;
 use mcp_auth_core::config::ProviderId;
 use mcp_auth_core::time::UnixMillis;
@@ -15,6 +15,8 @@ pub enum WaitingFor {
         key: Digest,
         authenticated: Authenticated,
     },
+    /// The IdP's answer about this token (keyed by its hash).
+    Introspection(IntrospectionNeed),
 }
 
 pub struct Parked {
@@ -47,10 +49,21 @@ impl Parking {
         self.take(|w| matches!(w, WaitingFor::Exchange { key: k, .. } if k == key))
     }
 
-    /// Lets the requests waiting for this exchange wait until `deadline` (it moved here).
-    pub fn extend_exchange_wait(&mut self, key: &Digest, deadline: UnixMillis) {
+    /// Takes out the requests waiting for the introspection of the token with this hash.
+    pub fn take_waiting_for_introspection(&mut self, key: &Digest) -> Vec<Parked> {
+        self.take(|w| matches!(w, WaitingFor::Introspection(n) if n.token_hash == *key))
+    }
+
+    /// Lets the requests waiting for this exchange or introspection wait until `deadline`
+    /// (it moved here).
+    pub fn extend_wait(&mut self, key: &Digest, deadline: UnixMillis) {
         for p in &mut self.parked {
-            if matches!(&p.waiting_for, WaitingFor::Exchange { key: k, .. } if k == key) {
+            let waits = match &p.waiting_for {
+                WaitingFor::Exchange { key: k, .. } => k == key,
+                WaitingFor::Introspection(n) => n.token_hash == *key,
+                WaitingFor::Keys(_) => false,
+            };
+            if waits {
                 p.deadline = p.deadline.max(deadline);
             }
         }
@@ -63,6 +76,11 @@ impl Parking {
             .partition(|p| now >= p.deadline);
         self.parked = waiting;
         expired
+    }
+
+    /// Whether this context's request is parked.
+    pub fn holds(&self, context: ContextId) -> bool {
+        self.parked.iter().any(|p| p.request.context == context)
     }
 
     /// Drops the request of a context that ended.

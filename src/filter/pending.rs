@@ -26,4 +26,6 @@ pub struct PendingRequest {
 pub struct McpPassed {
     pub audit: McpAudit,
     pub narrowing: Option<ExchangeOverride>,
+    /// `Mcp-Method`/`Mcp-Name` to set, from the body.
+    pub mirrors: Vec<(&'static str, String)>,
 }

@@ -15,10 +15,10 @@ use mcp_auth_core::time::UnixMillis;
 /// Version of these layouts: a filter that lays them out differently uses other names.
 const PREFIX: &str = "mcp_auth_filter.v2";
 
-/// Shared-data slots for exchanged tokens, per exchange configuration. Bounded: a slot holds
-/// one token, and a newer token whose key falls in the same slot replaces it (the loser is
-/// simply exchanged again).
-const EXCHANGE_SLOTS: u16 = 2048;
+/// Shared-data slots for flight results (exchanged tokens, introspection answers), per family
+/// and configuration. Bounded: a slot holds one result, and a newer result whose key falls in
+/// the same slot replaces it (the loser is simply fetched again).
+const RESULT_SLOTS: u16 = 2048;
 
 /// The first 16 hex digits of a namespace digest, for entry names (the value holds all of it).
 fn short_hex(digest: &Digest) -> String {
@@ -147,57 +147,58 @@ impl FetchRecord {
     }
 }
 
-/// An exchanged token: its 32-byte cache key (which covers the exchange configuration's
-/// namespace; checked on read, since slots are shared by many keys), its validity end, the
-/// token.
-pub struct SharedExchange<'a> {
+/// A flight's result (an exchanged token, an introspection answer): its 32-byte key (which
+/// covers its configuration's namespace; checked on read, since slots are shared by many keys),
+/// its validity end, the value.
+pub struct SharedResult<'a> {
     pub key: Digest,
     pub until: UnixMillis,
-    pub token: &'a str,
+    pub value: &'a [u8],
 }
 
-impl<'a> SharedExchange<'a> {
-    pub fn slot_name(namespace: &Digest, key: &Digest) -> String {
+impl<'a> SharedResult<'a> {
+    /// The result slot of `key` among the bounded slots of a family and configuration.
+    pub fn slot_name(family: &str, namespace: &Digest, key: &Digest) -> String {
         let slot = key
             .first_chunk::<2>()
-            .map_or(0, |b| u16::from_be_bytes(*b) % EXCHANGE_SLOTS);
-        format!("{PREFIX}.exchange.{}.{slot}", short_hex(namespace))
+            .map_or(0, |b| u16::from_be_bytes(*b) % RESULT_SLOTS);
+        format!("{PREFIX}.{family}.{}.{slot}", short_hex(namespace))
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut value = Vec::with_capacity(40 + self.token.len());
+        let mut value = Vec::with_capacity(40 + self.value.len());
         value.extend_from_slice(&self.key);
         value.extend_from_slice(&self.until.0.to_be_bytes());
-        value.extend_from_slice(self.token.as_bytes());
+        value.extend_from_slice(self.value);
         value
     }
 
-    /// The token stored for `key`, if the slot holds it.
-    pub fn decode(value: &'a [u8], key: &Digest) -> Option<SharedExchange<'a>> {
+    /// The result stored for `key`, if the slot holds it.
+    pub fn decode(value: &'a [u8], key: &Digest) -> Option<SharedResult<'a>> {
         let rest = in_namespace(value, key)?;
-        let (until, token) = split_millis(rest)?;
-        Some(SharedExchange {
+        let (until, value) = split_millis(rest)?;
+        Some(SharedResult {
             key: *key,
             until,
-            token: std::str::from_utf8(token).ok()?,
+            value,
         })
     }
 }
 
-/// Who exchanges a key across the workers: the key (claims share slots), the owner, the
-/// claim's end, and how it ended (0: pending or succeeded — the token is in its result slot;
-/// otherwise `ExchangeFailure::code`).
+/// Who calls out for a key across the workers: the key (claims share slots), the owner, the
+/// claim's end, and how it ended (0: pending or succeeded — the result is in its slot;
+/// otherwise the family's failure code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExchangeClaim {
+pub struct FlightClaim {
     pub key: Digest,
     pub owner: u64,
     pub until: UnixMillis,
     pub failure: u8,
 }
 
-impl ExchangeClaim {
-    pub fn slot_name(namespace: &Digest, key: &Digest) -> String {
-        format!("{}.claim", SharedExchange::slot_name(namespace, key))
+impl FlightClaim {
+    pub fn slot_name(family: &str, namespace: &Digest, key: &Digest) -> String {
+        format!("{}.claim", SharedResult::slot_name(family, namespace, key))
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -210,12 +211,12 @@ impl ExchangeClaim {
     }
 
     /// The claim in a slot, whatever key it is for (the caller compares).
-    pub fn decode(value: &[u8]) -> Option<ExchangeClaim> {
+    pub fn decode(value: &[u8]) -> Option<FlightClaim> {
         let (key, rest) = value.split_first_chunk::<32>()?;
         let (owner, rest) = split_u64(rest)?;
         let (until, rest) = split_millis(rest)?;
         let (&failure, _) = rest.split_first()?;
-        Some(ExchangeClaim {
+        Some(FlightClaim {
             key: *key,
             owner,
             until,
@@ -277,40 +278,41 @@ mod tests {
     }
 
     #[test]
-    fn exchanges_round_trip_only_for_their_key() {
-        let value = SharedExchange {
+    fn results_round_trip_only_for_their_key() {
+        let value = SharedResult {
             key: [7; 32],
             until: UnixMillis(42),
-            token: "tok",
+            value: b"tok",
         }
         .encode();
-        let read = SharedExchange::decode(&value, &[7; 32]).unwrap();
-        assert_eq!((read.until, read.token), (UnixMillis(42), "tok"));
-        assert!(SharedExchange::decode(&value, &[8; 32]).is_none());
-        assert!(SharedExchange::decode(&value[..39], &[7; 32]).is_none());
-        let mut not_utf8 = value.clone();
-        not_utf8.push(0xff);
-        assert!(SharedExchange::decode(&not_utf8, &[7; 32]).is_none());
+        let read = SharedResult::decode(&value, &[7; 32]).unwrap();
+        assert_eq!((read.until, read.value), (UnixMillis(42), &b"tok"[..]));
+        assert!(SharedResult::decode(&value, &[8; 32]).is_none());
+        assert!(SharedResult::decode(&value[..39], &[7; 32]).is_none());
     }
 
     #[test]
-    fn exchange_claims_round_trip() {
-        let claim = ExchangeClaim {
+    fn flight_claims_round_trip() {
+        let claim = FlightClaim {
             key: [9; 32],
             owner: 3,
             until: UnixMillis(77),
             failure: 2,
         };
-        assert_eq!(ExchangeClaim::decode(&claim.encode()), Some(claim));
-        assert_eq!(ExchangeClaim::decode(&claim.encode()[..48]), None);
+        assert_eq!(FlightClaim::decode(&claim.encode()), Some(claim));
+        assert_eq!(FlightClaim::decode(&claim.encode()[..48]), None);
     }
 
     #[test]
     fn names_differ_by_namespace() {
         assert_ne!(KeyEntries::new(NS).keys, KeyEntries::new(OTHER).keys);
         assert_ne!(
-            SharedExchange::slot_name(&NS, &[1; 32]),
-            SharedExchange::slot_name(&OTHER, &[1; 32])
+            SharedResult::slot_name("exchange", &NS, &[1; 32]),
+            SharedResult::slot_name("exchange", &OTHER, &[1; 32])
+        );
+        assert_ne!(
+            SharedResult::slot_name("exchange", &NS, &[1; 32]),
+            SharedResult::slot_name("introspection", &NS, &[1; 32])
         );
         assert!(KeyEntries::new(NS)
             .keys

@@ -7,16 +7,20 @@ use std::time::Duration;
 use super::callout::{self, Callout, Endpoint};
 use super::duration::duration_at_least;
 use super::error::{err, ConfigError};
+use super::introspection::{read_introspection, IntrospectionConfig};
 use super::reader::Obj;
 use super::url::{http_target, parse_http_url, HttpTarget};
 use crate::jwks::KeySet;
 
+/// How a provider's tokens are checked: against keys (a signature), or by asking the IdP.
 #[derive(Debug, Clone)]
 pub enum KeySource {
     /// Keys given in the configuration, parsed at load.
     Local(KeySet),
     /// Keys fetched through an Envoy cluster and refreshed in the background.
     Remote(RemoteKeys),
+    /// No keys: each token is introspected at the IdP (RFC 7662).
+    Introspection(IntrospectionConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +60,7 @@ pub(super) struct KeySources<'a> {
     remote_jwks: Option<Obj<'a>>,
     local_jwks: Option<Obj<'a>>,
     oidc_discovery: Option<Obj<'a>>,
+    introspection: Option<Obj<'a>>,
 }
 
 impl<'a> KeySources<'a> {
@@ -64,20 +69,32 @@ impl<'a> KeySources<'a> {
             remote_jwks: provider.object("remote_jwks")?,
             local_jwks: provider.object("local_jwks")?,
             oidc_discovery: provider.object("oidc_discovery")?,
+            introspection: provider.object("introspection")?,
         })
     }
 
-    /// The one key source given; `issuer` is where discovery looks.
-    pub(super) fn check(self, provider: &Obj, issuer: &str) -> Result<KeySource, ConfigError> {
-        match (self.remote_jwks, self.local_jwks, self.oidc_discovery) {
-            (Some(r), None, None) => remote_jwks(r).map(KeySource::Remote),
-            (None, Some(l), None) => local_jwks(l).map(KeySource::Local),
-            (None, None, Some(d)) => {
+    /// The one key source given; `issuer` is where discovery looks; `env` holds secrets.
+    pub(super) fn check(
+        self,
+        provider: &Obj,
+        issuer: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<KeySource, ConfigError> {
+        match (
+            self.remote_jwks,
+            self.local_jwks,
+            self.oidc_discovery,
+            self.introspection,
+        ) {
+            (Some(r), None, None, None) => remote_jwks(r).map(KeySource::Remote),
+            (None, Some(l), None, None) => local_jwks(l).map(KeySource::Local),
+            (None, None, Some(d), None) => {
                 oidc_discovery(d, &provider.at("issuer"), issuer).map(KeySource::Remote)
             }
+            (None, None, None, Some(i)) => read_introspection(i, env).map(KeySource::Introspection),
             _ => Err(err(
                 provider.path(),
-                "give exactly one of remote_jwks, local_jwks or oidc_discovery",
+                "give exactly one of remote_jwks, local_jwks, oidc_discovery or introspection",
             )),
         }
     }
@@ -241,7 +258,7 @@ mod tests {
                     jwks_origins: vec!["https://idp.example.com".into()],
                 })
             ),
-            KeySource::Local(_) => panic!("expected remote"),
+            other => panic!("expected remote, got {other:?}"),
         }
     }
 
@@ -288,7 +305,7 @@ mod tests {
         p.insert(source.into(), settings);
         match load(&v)?.providers[0].keys.clone() {
             KeySource::Remote(r) => Ok(r),
-            KeySource::Local(_) => panic!("expected remote"),
+            other => panic!("expected remote, got {other:?}"),
         }
     }
 

@@ -100,13 +100,18 @@ pub struct McpConfig {
     pub body_timeout: Duration,
     pub default_action: RuleAction,
     pub filter_lists: bool,
+    /// Accept JSON-RPC batches (MCP 2025-03-26; later revisions have none). Off by default:
+    /// a batch is one request for Envoy's rate limiters, however many calls it holds.
+    pub allow_batches: bool,
     /// A broader scope implies narrower ones (MCP 2026-07-28: servers MUST account for scope
     /// hierarchies): closed transitively at load.
     pub scope_implies: Vec<(String, Vec<String>)>,
     pub rules: Vec<McpRule>,
 }
 
-const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// Half of Envoy's default buffer limit (1 MiB per connection): the filter must refuse an
+/// over-long body itself, with its JSON-RPC answer, before Envoy's own 413 races it.
+const DEFAULT_MAX_BODY_BYTES: u64 = 512 * 1024;
 const MAX_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The name `default_action` decisions are counted and audited under.
@@ -122,6 +127,7 @@ pub(super) fn read_mcp(mut o: Obj) -> Result<McpConfig, ConfigError> {
     )?;
     let default_action = o.string("default_action")?;
     let filter_lists = o.boolean("filter_lists")?.unwrap_or(false);
+    let allow_batches = o.boolean("allow_batches")?.unwrap_or(false);
     let scope_implies = o.string_list_entries("scope_implies")?;
     let rules = o.objects("rules")?;
     o.finish()?;
@@ -151,6 +157,7 @@ pub(super) fn read_mcp(mut o: Obj) -> Result<McpConfig, ConfigError> {
     }
     check_rules(&o.at("rules"), &read)?;
     Ok(McpConfig {
+        allow_batches,
         max_body_bytes: max_body_bytes as usize,
         body_timeout,
         default_action,

@@ -7,9 +7,11 @@
 //! `providers.okta.remote_jwks.http_uri.uri: not an http(s) URL`.
 
 mod callout;
+mod client_auth;
 mod duration;
 mod error;
 mod grammar;
+mod introspection;
 mod key_source;
 mod mcp;
 mod metadata;
@@ -22,8 +24,10 @@ mod url;
 #[cfg(test)]
 mod fixtures;
 
+pub use client_auth::{ClientAuth, Secret};
 pub use duration::parse_duration;
 pub use error::ConfigError;
+pub use introspection::IntrospectionConfig;
 pub use key_source::{Discovery, FetchTarget, KeySource, RemoteKeys};
 pub use mcp::{
     ClaimCondition, ClaimTest, ExchangeOverride, McpConfig, McpRule, NamedMethod, RuleAction,
@@ -32,7 +36,7 @@ pub use mcp::{
 pub use metadata::PRM_WELL_KNOWN;
 pub use paths::PathMatch;
 pub use provider::{ClaimToHeader, Provider};
-pub use token_exchange::{ClientAuth, Secret, TokenExchangeConfig};
+pub use token_exchange::{Grant, TokenExchangeConfig};
 pub use url::{http_target, HttpTarget, HttpUrl, UrlError};
 
 use error::err;
@@ -127,7 +131,7 @@ fn read_config(mut o: Obj, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     o.finish()?;
 
     let resource = metadata::resource(&o.at("resource"), resource)?;
-    let providers = provider::read_providers(&o.at("providers"), providers, &resource.url)?;
+    let providers = provider::read_providers(&o.at("providers"), providers, &resource.url, env)?;
     let authorization_servers = metadata::authorization_servers(
         &o.at("authorization_servers"),
         authorization_servers,
@@ -160,7 +164,7 @@ fn read_config(mut o: Obj, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
 
     Ok(Config {
         warnings: plain_http_warnings(&providers, token_exchange.as_ref()),
-        stripped_headers: stripped_headers(&providers, token_exchange.as_ref()),
+        stripped_headers: stripped_headers(&providers, token_exchange.as_ref(), mcp.is_some()),
         resource: resource.url,
         resource_name,
         resource_metadata_path: resource.metadata_path,
@@ -179,15 +183,23 @@ fn read_config(mut o: Obj, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
 }
 
 /// `authorization` and every header the filter sets itself, so a client cannot spoof them.
+/// With the MCP gate, that includes the `Mcp-Method`/`Mcp-Name` mirrors: set from the body the
+/// gate read, and never passed on unverified (rate limits key on them).
 fn stripped_headers(
     providers: &[Provider],
     token_exchange: Option<&TokenExchangeConfig>,
+    mcp_gate: bool,
 ) -> Vec<String> {
     let mut stripped = vec!["authorization".to_string()];
+    let mirrors = [
+        crate::mcp::headers::METHOD_HEADER.to_string(),
+        crate::mcp::headers::NAME_HEADER.to_string(),
+    ];
     let set_by_filter = providers
         .iter()
         .flat_map(|p| p.claim_to_headers.iter().map(|c| &c.header_name))
-        .chain(token_exchange.map(|t| &t.upstream_header));
+        .chain(token_exchange.map(|t| &t.upstream_header))
+        .chain(mirrors.iter().filter(|_| mcp_gate));
     for name in set_by_filter {
         if !stripped.contains(name) {
             stripped.push(name.clone());
@@ -205,13 +217,18 @@ fn plain_http_warnings(
 ) -> Vec<String> {
     let mut targets: Vec<(String, &HttpTarget)> = providers
         .iter()
-        .filter_map(|p| match &p.keys {
-            KeySource::Remote(r) => Some((format!("providers.{}", p.name), r)),
-            KeySource::Local(_) => None,
-        })
-        .map(|(path, r)| match &r.start {
-            FetchTarget::Jwks(t) => (format!("{path}.remote_jwks.http_uri.uri"), t),
-            FetchTarget::Discovery(d) => (format!("{path}.issuer"), &d.target),
+        .filter_map(|p| {
+            let path = format!("providers.{}", p.name);
+            match &p.keys {
+                KeySource::Remote(r) => Some(match &r.start {
+                    FetchTarget::Jwks(t) => (format!("{path}.remote_jwks.http_uri.uri"), t),
+                    FetchTarget::Discovery(d) => (format!("{path}.issuer"), &d.target),
+                }),
+                KeySource::Introspection(i) => {
+                    Some((format!("{path}.introspection.endpoint.uri"), &i.endpoint))
+                }
+                KeySource::Local(_) => None,
+            }
         })
         .collect();
     if let Some(t) = token_exchange {
@@ -301,7 +318,7 @@ mod tests {
                     })
                 );
             }
-            KeySource::Local(_) => panic!("expected remote keys"),
+            other => panic!("expected remote keys, got {other:?}"),
         }
         assert_eq!(c.stripped_headers, vec!["authorization", "x-user"]);
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::duration::optional_duration;
 use super::error::{err, ConfigError};
-use super::grammar::is_http_token;
+use super::grammar::{check_scope_token, is_http_token};
 use super::key_source::{KeySource, KeySources};
 use super::reader::Obj;
 
@@ -16,6 +16,13 @@ pub struct Provider {
     pub audiences: Vec<String>,
     pub keys: KeySource,
     pub clock_skew_seconds: u64,
+    /// The claims that carry the token's scopes: space-separated strings or arrays (Okta `scp`,
+    /// OAuth `scope`, Auth0 `permissions`, Entra `roles` for app permissions).
+    pub scope_claims: Vec<String>,
+    /// Put before every scope the token carries (Entra ID writes `mcp.access` in `scp` for the
+    /// scope clients request as `api://<app>/mcp.access`), so that `required_scopes`, the
+    /// challenge and the metadata all name the scope as clients request it.
+    pub scope_prefix: Option<String>,
     /// Longest `exp - iat` accepted (Envoy `jwt_authn`'s `max_lifetime`); `None`: unbounded.
     pub max_lifetime: Option<Duration>,
     pub claim_to_headers: Vec<ClaimToHeader>,
@@ -29,6 +36,7 @@ pub struct ClaimToHeader {
 }
 
 const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
+const DEFAULT_SCOPE_CLAIMS: [&str; 2] = ["scp", "scope"];
 const MAX_CLOCK_SKEW_SECONDS: u64 = 3600;
 
 /// Reads `providers` (at `path`): at least one, each with an issuer of its own, since the
@@ -37,13 +45,14 @@ pub(super) fn read_providers(
     path: &str,
     entries: Vec<(String, Obj)>,
     resource: &str,
+    env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<Provider>, ConfigError> {
     if entries.is_empty() {
         return Err(err(path, "at least one provider is required"));
     }
     let providers = entries
         .into_iter()
-        .map(|(name, o)| read_provider(name, o, resource))
+        .map(|(name, o)| read_provider(name, o, resource, env))
         .collect::<Result<Vec<_>, _>>()?;
     for (i, p) in providers.iter().enumerate() {
         if providers.iter().take(i).any(|q| q.issuer == p.issuer) {
@@ -53,14 +62,31 @@ pub(super) fn read_providers(
             ));
         }
     }
+    let introspected: Vec<&Provider> = providers
+        .iter()
+        .filter(|p| matches!(p.keys, KeySource::Introspection(_)))
+        .collect();
+    if let [_, second, ..] = introspected.as_slice() {
+        return Err(err(
+            format!("{path}.{}.introspection", second.name),
+            "only one provider may introspect: opaque tokens name no issuer",
+        ));
+    }
     Ok(providers)
 }
 
-fn read_provider(name: String, mut o: Obj, resource: &str) -> Result<Provider, ConfigError> {
+fn read_provider(
+    name: String,
+    mut o: Obj,
+    resource: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Provider, ConfigError> {
     let issuer = o.string("issuer")?;
     let audiences = o.strings("audiences")?;
     let key_sources = KeySources::read(&mut o)?;
     let clock_skew_seconds = o.number("clock_skew_seconds")?;
+    let scope_claims = o.strings("scope_claims")?;
+    let scope_prefix = o.string("scope_prefix")?;
     let max_lifetime = optional_duration(&mut o, "max_lifetime", Duration::from_secs(1))?;
     let claim_to_headers = o.objects("claim_to_headers")?;
     o.finish()?;
@@ -79,7 +105,7 @@ fn read_provider(name: String, mut o: Obj, resource: &str) -> Result<Provider, C
         Some(a) => a,
         None => vec![resource.to_string()],
     };
-    let keys = key_sources.check(&o, &issuer)?;
+    let keys = key_sources.check(&o, &issuer, env)?;
     let clock_skew_seconds = clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
     if clock_skew_seconds > MAX_CLOCK_SKEW_SECONDS {
         return Err(err(o.at("clock_skew_seconds"), "at most 3600"));
@@ -88,7 +114,19 @@ fn read_provider(name: String, mut o: Obj, resource: &str) -> Result<Provider, C
         .into_iter()
         .map(read_claim_to_header)
         .collect::<Result<_, _>>()?;
+    let scope_claims = match scope_claims {
+        None => DEFAULT_SCOPE_CLAIMS.iter().map(|s| s.to_string()).collect(),
+        Some(list) if list.is_empty() => {
+            return Err(err(o.at("scope_claims"), "must not be empty"))
+        }
+        Some(list) => list,
+    };
+    if let Some(prefix) = &scope_prefix {
+        check_scope_token(&o.at("scope_prefix"), prefix)?;
+    }
     Ok(Provider {
+        scope_claims,
+        scope_prefix,
         name,
         issuer,
         audiences,
@@ -224,7 +262,8 @@ mod tests {
         assert_eq!(
             e.problem,
             "unknown field, expected one of: issuer, audiences, remote_jwks, local_jwks, \
-             oidc_discovery, clock_skew_seconds, max_lifetime, claim_to_headers"
+             oidc_discovery, introspection, clock_skew_seconds, scope_claims, scope_prefix, \
+             max_lifetime, claim_to_headers"
         );
     }
 

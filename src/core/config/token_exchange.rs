@@ -1,19 +1,30 @@
 //! `token_exchange`: RFC 8693 exchange of the client's token at an STS, for the token that goes
 //! upstream.
 
-use std::fmt;
 use std::time::Duration;
 
 use super::callout::Endpoint;
+use super::client_auth::{read_client_auth, ClientAuth};
 use super::duration::duration_at_least;
 use super::error::{err, ConfigError};
 use super::grammar::{check_scope_token, is_http_token, is_visible_ascii, token_type_urn};
 use super::reader::Obj;
 use super::url::{parse_http_url, HttpTarget};
 
+/// Which grant asks the STS for the backend token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// RFC 8693 token exchange (Okta, Keycloak, Auth0, Google STS).
+    TokenExchange,
+    /// Microsoft Entra ID's OAuth 2.0 on-behalf-of flow: the jwt-bearer grant with
+    /// `requested_token_use=on_behalf_of` (Entra does not implement RFC 8693).
+    JwtBearerObo,
+}
+
 /// RFC 8693 token exchange at an STS, for the token that goes upstream.
 #[derive(Debug, Clone)]
 pub struct TokenExchangeConfig {
+    pub grant: Grant,
     pub cluster: String,
     pub endpoint: HttpTarget,
     pub timeout: Duration,
@@ -33,28 +44,11 @@ pub struct TokenExchangeConfig {
     pub default_ttl: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// HTTP Basic with the url-encoded id and secret (RFC 6749 §2.3.1).
-    Basic { client_id: String, secret: Secret },
-    /// `client_id` and `client_secret` in the form body.
-    Post { client_id: String, secret: Secret },
-    /// No client authentication (Google STS); `client_id` sent when given.
-    None { client_id: Option<String> },
-}
-
-/// A secret read from the VM's environment. Its `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
 /// Form fields the filter sets itself; `extra_params` may not override them.
-const EXCHANGE_FIELDS: [&str; 10] = [
+const EXCHANGE_FIELDS: [&str; 13] = [
+    "assertion",
+    "requested_token_use",
+    "client_assertion",
     "grant_type",
     "subject_token",
     "subject_token_type",
@@ -74,6 +68,7 @@ pub(super) fn read_token_exchange(
     mut o: Obj,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<TokenExchangeConfig, ConfigError> {
+    let grant = o.string("grant")?;
     let token_endpoint = o.object("token_endpoint")?;
     let audience = o.string("audience")?;
     let scopes = o.strings("scopes")?.unwrap_or_default();
@@ -89,11 +84,38 @@ pub(super) fn read_token_exchange(
 
     let token_endpoint = token_endpoint.ok_or_else(|| err(o.at("token_endpoint"), "required"))?;
     let endpoint = Endpoint::read(token_endpoint)?;
-    if audience.is_none() && resource.is_none() {
-        return Err(err(
-            o.path(),
-            "give audience or resource: the STS must know what the token is for",
-        ));
+    let grant = match grant.as_deref() {
+        None | Some("token_exchange") => Grant::TokenExchange,
+        Some("jwt_bearer_obo") => Grant::JwtBearerObo,
+        Some(_) => return Err(err(o.at("grant"), "token_exchange or jwt_bearer_obo")),
+    };
+    match grant {
+        Grant::TokenExchange if audience.is_none() && resource.is_none() => {
+            return Err(err(
+                o.path(),
+                "give audience or resource: the STS must know what the token is for",
+            ));
+        }
+        Grant::JwtBearerObo => {
+            // On-behalf-of names the backend by scope (`api://backend/.default`) only.
+            for (field, given) in [
+                ("audience", audience.is_some()),
+                ("resource", resource.is_some()),
+                ("subject_token_type", subject_token_type.is_some()),
+                ("requested_token_type", requested_token_type.is_some()),
+            ] {
+                if given {
+                    return Err(err(o.at(field), "not used with grant jwt_bearer_obo"));
+                }
+            }
+            if scopes.is_empty() {
+                return Err(err(
+                    o.at("scopes"),
+                    "required with jwt_bearer_obo (e.g. api://backend/.default)",
+                ));
+            }
+        }
+        Grant::TokenExchange => {}
     }
     if let Some(a) = &audience {
         if !is_visible_ascii(a) {
@@ -109,6 +131,12 @@ pub(super) fn read_token_exchange(
     let subject_token_type = token_type_urn(&o.at("subject_token_type"), subject_token_type)?;
     let requested_token_type = token_type_urn(&o.at("requested_token_type"), requested_token_type)?;
     let client_auth = read_client_auth(client_auth, env)?;
+    if grant == Grant::JwtBearerObo && matches!(client_auth, ClientAuth::None { .. }) {
+        return Err(err(
+            o.at("client_auth.method"),
+            "on-behalf-of needs client_secret_basic or client_secret_post",
+        ));
+    }
     if let Some((name, _)) = extra_params
         .iter()
         .find(|(name, _)| EXCHANGE_FIELDS.contains(&name.as_str()))
@@ -125,6 +153,7 @@ pub(super) fn read_token_exchange(
     }
     let cache = read_cache(cache)?;
     Ok(TokenExchangeConfig {
+        grant,
         cluster: endpoint.callout.cluster,
         endpoint: endpoint.target,
         timeout: endpoint.callout.timeout,
@@ -142,55 +171,6 @@ pub(super) fn read_token_exchange(
         expiry_margin: cache.expiry_margin,
         default_ttl: cache.default_ttl,
     })
-}
-
-/// `client_auth`: how the filter authenticates to the STS (default `client_secret_basic`).
-fn read_client_auth(
-    mut o: Obj,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<ClientAuth, ConfigError> {
-    let method = o.string("method")?;
-    let client_id = o.string("client_id")?;
-    let client_secret_env = o.string("client_secret_env")?;
-    o.finish()?;
-
-    let method = method.unwrap_or_else(|| "client_secret_basic".into());
-    match method.as_str() {
-        "client_secret_basic" | "client_secret_post" => {
-            let client_id = client_id
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| err(o.at("client_id"), format!("required with {method}")))?;
-            let var = client_secret_env.filter(|v| !v.is_empty()).ok_or_else(|| {
-                err(
-                    o.at("client_secret_env"),
-                    "required: the name of the VM environment variable holding the secret",
-                )
-            })?;
-            let secret = env(&var).filter(|s| !s.is_empty()).ok_or_else(|| {
-                err(
-                    o.at("client_secret_env"),
-                    format!(
-                        "environment variable {var} is not set in the VM \
-                         (Envoy vm_config.environment_variables, Istio vmConfig.env)"
-                    ),
-                )
-            })?;
-            let secret = Secret(secret);
-            Ok(if method == "client_secret_basic" {
-                ClientAuth::Basic { client_id, secret }
-            } else {
-                ClientAuth::Post { client_id, secret }
-            })
-        }
-        "none" => match client_secret_env {
-            Some(_) => Err(err(o.at("client_secret_env"), "not used with method none")),
-            None => Ok(ClientAuth::None { client_id }),
-        },
-        _ => Err(err(
-            o.at("method"),
-            "client_secret_basic, client_secret_post or none",
-        )),
-    }
 }
 
 /// The request header the exchanged token goes upstream in.
@@ -264,6 +244,8 @@ mod tests {
     use super::super::fixtures::{base, load};
     use super::super::Config;
     use super::*;
+    use crate::config::Secret;
+    use serde_json::json;
 
     fn with_exchange(exchange: serde_json::Value) -> serde_json::Value {
         let mut v = base();
@@ -370,6 +352,42 @@ mod tests {
         let e = load(&v).unwrap_err();
         assert_eq!(e.path, "token_exchange.client_auth.client_id");
         assert_eq!(e.problem, "required with client_secret_basic");
+    }
+
+    #[test]
+    fn on_behalf_of_names_the_backend_by_scope_and_authenticates_the_client() {
+        let obo = |extra: serde_json::Value| {
+            let mut t = json!({
+                "grant": "jwt_bearer_obo",
+                "token_endpoint": {"uri": "https://login.microsoftonline.com/t/oauth2/v2.0/token",
+                                   "cluster": "entra"},
+                "scopes": ["api://backend/.default"],
+                "client_auth": {"method": "client_secret_post", "client_id": "c",
+                                "client_secret_env": "S"}
+            });
+            for (k, v) in extra.as_object().unwrap() {
+                t[k] = v.clone();
+            }
+            let env = |k: &str| (k == "S").then(|| "secret".to_string());
+            Config::from_json_with_env(with_exchange(t).to_string().as_bytes(), &env)
+        };
+        let c = obo(json!({})).unwrap();
+        assert_eq!(c.token_exchange.unwrap().grant, Grant::JwtBearerObo);
+        for (extra, path) in [
+            (json!({"audience": "x"}), "token_exchange.audience"),
+            (
+                json!({"subject_token_type": "jwt"}),
+                "token_exchange.subject_token_type",
+            ),
+            (json!({"scopes": []}), "token_exchange.scopes"),
+            (
+                json!({"client_auth": {"method": "none"}}),
+                "token_exchange.client_auth.method",
+            ),
+            (json!({"grant": "saml"}), "token_exchange.grant"),
+        ] {
+            assert_eq!(obo(extra.clone()).unwrap_err().path, path, "{extra}");
+        }
     }
 
     #[test]

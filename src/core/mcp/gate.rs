@@ -52,10 +52,27 @@ pub enum Refused {
     UnsupportedMedia,
     /// The body did not arrive in time.
     Timeout,
+    /// A JSON-RPC batch, and `allow_batches` is off.
+    Batch,
 }
 
+/// Every `Refused::label`, for the counters (one per reason, defined up front).
+pub const REFUSAL_LABELS: [&str; 11] = [
+    "mcp_insufficient_scope",
+    "mcp_forbidden",
+    "mcp_header_mismatch",
+    "mcp_body_not_json",
+    "mcp_body_duplicate_member",
+    "mcp_body_not_jsonrpc",
+    "mcp_body_missing_name",
+    "mcp_body_too_large",
+    "mcp_unsupported_media",
+    "mcp_body_timeout",
+    "mcp_batch_refused",
+];
+
 impl Refused {
-    /// The audit line's `reason`.
+    /// The audit line's `reason` (and the counter's), one of `REFUSAL_LABELS`.
     pub fn label(self) -> &'static str {
         match self {
             Refused::Rule { step_up: true, .. } => "mcp_insufficient_scope",
@@ -68,6 +85,7 @@ impl Refused {
             Refused::TooLarge => "mcp_body_too_large",
             Refused::UnsupportedMedia => "mcp_unsupported_media",
             Refused::Timeout => "mcp_body_timeout",
+            Refused::Batch => "mcp_batch_refused",
         }
     }
 }
@@ -89,12 +107,17 @@ pub struct Passed<'a> {
     /// The list requests in the body (id, method), whose results are to be filtered.
     pub list_requests: Vec<(Value, String)>,
     pub audit: McpAudit,
+    /// `Mcp-Method`/`Mcp-Name` as the body says, for the filters after this one (rate
+    /// limits) and the server, whatever the client's protocol version.
+    pub mirrors: Vec<(&'static str, String)>,
 }
 
 pub struct Gate {
     policy: Policy,
     max_body_bytes: usize,
     filter_lists: bool,
+    /// JSON-RPC batches (MCP 2025-03-26 only) are judged; otherwise refused.
+    allow_batches: bool,
     /// The MCP endpoint's path (the resource URL's), without a trailing `/`.
     endpoint: String,
 }
@@ -105,6 +128,7 @@ impl Gate {
             policy: Policy::new(mcp, required_scopes),
             max_body_bytes: mcp.max_body_bytes,
             filter_lists: mcp.filter_lists,
+            allow_batches: mcp.allow_batches,
             endpoint: resource_path.trim_end_matches('/').to_string(),
         }
     }
@@ -202,6 +226,18 @@ impl Gate {
             ))
         })?;
         let audit = audit_of(&parsed);
+        if matches!(parsed, Body::Batch(_)) && !self.allow_batches {
+            // A batch is one HTTP request for the limiters after this filter, however many
+            // calls it holds; MCP dropped batches in 2025-06-18.
+            return Err(Box::new(refusal(
+                400,
+                None,
+                -32600,
+                "Invalid Request: JSON-RPC batches are not accepted",
+                Refused::Batch,
+                audit,
+            )));
+        }
         if let Err(mismatch) = headers::check(&head.mirrors, &parsed) {
             let id = single_id(&parsed);
             return Err(Box::new(refusal(
@@ -218,6 +254,7 @@ impl Gate {
             rules: Vec::new(),
             list_requests: Vec::new(),
             audit,
+            mirrors: crate::mcp::headers::mirrors_of(&parsed),
         };
         let mut exchange: Option<Option<&ExchangeOverride>> = None;
         for m in parsed.messages() {
@@ -386,7 +423,7 @@ mod tests {
                 "remote_jwks": {"http_uri": {"uri": "https://idp/jwks", "cluster": "idp"}}}},
             "token_exchange": {"token_endpoint": {"uri": "https://sts/t", "cluster": "sts"},
                 "audience": "bq", "client_auth": {"method": "none"}},
-            "mcp": {"filter_lists": true, "default_action": "deny", "rules": [
+            "mcp": {"filter_lists": true, "default_action": "deny", "allow_batches": true, "rules": [
                 {"name": "read", "names": ["query_*"], "required_scopes": ["bigquery:read"],
                  "exchange": {"scopes": ["bq.readonly"]}},
                 {"name": "write", "names": ["drop_*"], "required_scopes": ["bigquery:write"],
@@ -558,6 +595,47 @@ mod tests {
             .check_body(&json_head(), call(8, "other").as_bytes(), &who, &responses)
             .unwrap_err();
         assert_eq!(unknown.audit.rule.as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn every_refusal_label_is_listed_once() {
+        let all = [
+            Refused::Rule {
+                rule: RuleId::Default,
+                step_up: true,
+            },
+            Refused::Rule {
+                rule: RuleId::Default,
+                step_up: false,
+            },
+            Refused::HeaderMismatch,
+            Refused::Body(BodyError::NotJson),
+            Refused::Body(BodyError::DuplicateMember),
+            Refused::Body(BodyError::NotJsonRpc),
+            Refused::Body(BodyError::MissingName),
+            Refused::TooLarge,
+            Refused::UnsupportedMedia,
+            Refused::Timeout,
+            Refused::Batch,
+        ];
+        let labels: Vec<&str> = all.iter().map(|r| r.label()).collect();
+        assert_eq!(labels, REFUSAL_LABELS);
+    }
+
+    #[test]
+    fn batches_are_refused_unless_allowed() {
+        let (mut gate, responses) = setup();
+        gate.allow_batches = false;
+        let who = caller(&["mcp:tools:call", "bigquery:read"], &[]);
+        let fine = format!("[{},{}]", call(1, "query_a"), call(2, "query_b"));
+        let r = gate
+            .check_body(&json_head(), fine.as_bytes(), &who, &responses)
+            .unwrap_err();
+        assert_eq!((r.response.status, r.why), (400, Refused::Batch));
+        let single = call(1, "query_a");
+        assert!(gate
+            .check_body(&json_head(), single.as_bytes(), &who, &responses)
+            .is_ok());
     }
 
     #[test]

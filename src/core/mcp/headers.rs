@@ -124,6 +124,40 @@ fn check_message(headers: &MirrorHeaders, message: &Message) -> Result<(), Misma
     }
 }
 
+/// The mirrors that describe a single-message body (`mcp-method`, and `mcp-name` for the
+/// operations that have one), spelled as a 2026-07-28 client spells them. None for a batch
+/// (no mirror can describe several messages) or a response.
+pub fn mirrors_of(body: &Body) -> Vec<(&'static str, String)> {
+    let Body::Single(message) = body else {
+        return Vec::new();
+    };
+    let Some(method) = message.method() else {
+        return Vec::new();
+    };
+    let mut mirrors = vec![(METHOD_HEADER, method.to_string())];
+    if let Some(operation) = message.operation() {
+        mirrors.push((NAME_HEADER, encode(&operation.name)));
+    }
+    mirrors
+}
+
+/// The header names of the mirrors the filter sets (lowercase, as Envoy keeps them).
+pub const METHOD_HEADER: &str = "mcp-method";
+pub const NAME_HEADER: &str = "mcp-name";
+
+/// A mirror's spelling: plain when it is visible ASCII without surrounding spaces (and not
+/// itself a sentinel), else `=?base64?…?=` (standard alphabet, padded, UTF-8).
+pub fn encode(value: &str) -> String {
+    let plain = value.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        && value == value.trim()
+        && !(value.starts_with("=?base64?") && value.ends_with("?="));
+    if plain {
+        value.to_string()
+    } else {
+        format!("=?base64?{}?=", STANDARD.encode(value.as_bytes()))
+    }
+}
+
 /// A mirror's value: as it is, or decoded from `=?base64?…?=` (standard alphabet, padded,
 /// UTF-8) for values that are not plain visible ASCII. `None` when the sentinel form is broken.
 pub fn decode(value: &str) -> Option<String> {
@@ -179,6 +213,35 @@ mod tests {
     }
 
     const V: &str = "2026-07-28";
+
+    #[test]
+    fn mirrors_are_spelled_as_clients_spell_them() {
+        let b = body("tools/call", Some("grüße"), None);
+        assert_eq!(
+            mirrors_of(&b),
+            vec![
+                ("mcp-method", "tools/call".to_string()),
+                ("mcp-name", "=?base64?Z3LDvMOfZQ==?=".to_string())
+            ]
+        );
+        let r = body("resources/read", Some("file:///a b"), None);
+        assert_eq!(mirrors_of(&r)[1].1, "file:///a b");
+        let listed = body("tools/list", None, None);
+        assert_eq!(
+            mirrors_of(&listed),
+            vec![("mcp-method", "tools/list".to_string())]
+        );
+        for tricky in [" padded", "=?base64?eA==?=", "tab\there", ""] {
+            assert_eq!(
+                decode(&encode(tricky)).as_deref(),
+                Some(tricky),
+                "{tricky:?}"
+            );
+        }
+        assert!(encode(" padded").starts_with("=?base64?"));
+        let batch = parse(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).unwrap();
+        assert!(mirrors_of(&batch).is_empty());
+    }
 
     #[test]
     fn modern_requests_need_matching_mirrors() {

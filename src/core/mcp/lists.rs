@@ -3,13 +3,14 @@
 //! allowed.
 //!
 //! Calls are enforced on the request side; this is least disclosure on top of it, and the
-//! upstream's answer is not a decision input. So a body serde_json cannot read at all passes
-//! unchanged, but whatever is read as a list is filtered fail-closed: an entry we cannot name is
-//! removed, and a list result we cannot filter (duplicate members, entries that are not an
-//! array) is replaced by a JSON-RPC error. Kept bytes are spliced through verbatim (`RawValue`
-//! spans of the body), so the server's formatting, member order and escapes survive.
+//! upstream's answer is not a decision input. So a body that is not JSON passes unchanged (a
+//! client cannot read a list from it either), but whatever is read as a list is filtered
+//! fail-closed: an entry we cannot name is removed, and a list result we cannot filter
+//! (duplicate members, entries that are not an array) is replaced by a JSON-RPC error. Only the
+//! refused entries are cut out of the body; every other byte (formatting, member order,
+//! escapes, `nextCursor`) stays as the server wrote it.
 
-mod entry_name;
+mod entry;
 mod read;
 
 use std::borrow::Cow;
@@ -19,7 +20,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::config::NamedMethod;
-use read::{has_duplicate, Entry, Response, Shape};
+use entry::Key;
+use read::{Entry, Response, Shape};
 
 listed_enum! {
     /// Which list a JSON-RPC request asked for (labelled by its method), and the call its
@@ -79,15 +81,21 @@ pub fn unfilterable_response(id_json: &str) -> String {
     format!(r#"{{"jsonrpc":"2.0","id":{id_json},"error":{UNFILTERABLE_ERROR}}}"#)
 }
 
-/// Whether a response's id answers a request's, as clients match them: strings exactly (after
-/// unescaping), numbers by value (`1` and `1.0` are one id to JavaScript and Python; beyond
-/// 2^53 this may match more ids, which only filters more), a string never a number.
-fn answers(request: &Value, response: &Value) -> bool {
-    match (request, response) {
-        (Value::Number(a), Value::Number(b)) => a == b || a.as_f64() == b.as_f64(),
-        (Value::String(a), Value::String(b)) => a == b,
-        (Value::Null, Value::Null) => true,
-        _ => false,
+/// Whether a response's id (its JSON text) answers a request's, as clients match them: strings
+/// exactly (after unescaping), numbers by value (`1` and `1.0` are one id to JavaScript and
+/// Python; beyond 2^53 this may match more ids, which only filters more), a string never a
+/// number.
+fn answers(request: &Value, response: &RawValue) -> bool {
+    let id = response.get();
+    match request {
+        Value::String(expected) => {
+            serde_json::from_str::<String>(id).is_ok_and(|id| id == *expected)
+        }
+        Value::Number(expected) => {
+            serde_json::from_str::<f64>(id).is_ok_and(|id| expected.as_f64() == Some(id))
+        }
+        Value::Null => id == "null",
+        Value::Bool(_) | Value::Array(_) | Value::Object(_) => false,
     }
 }
 
@@ -108,87 +116,58 @@ pub fn filter_response(
         Ok(text) => Cow::Borrowed(text),
         Err(_) => String::from_utf8_lossy(body),
     };
-    let json = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let filter = Filter {
-        base: &text,
-        pending,
-        allowed,
+    let (bom, json) = match text.strip_prefix('\u{feff}') {
+        Some(json) => ("\u{feff}", json),
+        None => ("", text.as_ref()),
     };
-    let edits = match json.trim_start().as_bytes().first() {
-        Some(b'{') => {
-            let response = serde_json::from_str::<Response>(json).ok()?;
-            filter.response(json, &response)
-        }
-        Some(b'[') => {
-            let batch = serde_json::from_str::<Vec<&RawValue>>(json).ok()?;
-            filter.batch(&batch)
-        }
-        _ => return None,
-    };
-    match edits.and_then(|edits| splice(&text, edits)) {
-        Ok(None) => None,
-        Ok(Some(filtered)) => Some(filtered.into_bytes()),
-        // Cannot happen (every span is borrowed from the body); if it did, no list gets out.
-        Err(Unlocated) => Some(unfilterable_response("null").into_bytes()),
+    let filter = Filter { pending, allowed };
+    let mut edits = Vec::new();
+    for response in read::responses(json)? {
+        edits.extend(filter.response(&response));
     }
+    if edits.is_empty() {
+        return None;
+    }
+    let filtered = splice(bom, json, &edits)
+        // Cannot happen (the spans come from reading `json`); if it did, no list gets out.
+        .unwrap_or_else(|| unfilterable_response("null"));
+    Some(filtered.into_bytes())
 }
 
-/// A replacement of `base[range]`.
+/// A replacement of `json[range]`.
 type Edit = (Range<usize>, Cow<'static, str>);
-
-/// A span that should have been inside the body was not.
-#[derive(Debug)]
-struct Unlocated;
 
 /// A list result that cannot be filtered: the whole response is replaced by an error.
 struct Unfilterable;
 
 struct Filter<'a> {
-    /// The decoded body: every span is an offset into it.
-    base: &'a str,
     pending: &'a [PendingList],
     allowed: &'a dyn Fn(ListKind, &str) -> bool,
 }
 
 impl Filter<'_> {
-    fn batch(&self, batch: &[&RawValue]) -> Result<Vec<Edit>, Unlocated> {
-        let mut edits = Vec::new();
-        for element in batch {
-            // Elements that are not objects are no responses: nothing to filter.
-            if let Ok(response) = serde_json::from_str::<Response>(element.get()) {
-                edits.extend(self.response(element.get(), &response)?);
-            }
-        }
-        Ok(edits)
-    }
-
-    /// The edits for one response object, whose text is `text`.
-    fn response(&self, text: &str, response: &Response) -> Result<Vec<Edit>, Unlocated> {
-        let ids: Vec<(&RawValue, Value)> = response
-            .ids
-            .iter()
-            .filter_map(|raw| Some((*raw, serde_json::from_str(raw.get()).ok()?)))
-            .collect();
+    /// The edits for one response object.
+    fn response(&self, response: &Response) -> Vec<Edit> {
         let answered = |kind: ListKind| {
             self.pending
                 .iter()
                 .filter(|list| list.kind == kind)
-                .find_map(|list| ids.iter().find(|(_, id)| answers(&list.id, id)))
-                .map(|(raw, _)| *raw)
+                .find_map(|list| response.ids.iter().find(|id| answers(&list.id, id)))
+                .copied()
         };
         let kinds: Vec<(ListKind, &RawValue)> = ListKind::ALL
             .iter()
             .filter_map(|&kind| Some((kind, answered(kind)?)))
             .collect();
         let Some((_, id)) = kinds.first() else {
-            return Ok(Vec::new());
+            return Vec::new();
         };
         match self.result_edits(response, &kinds) {
-            Ok(edits) => Ok(edits),
-            Err(Unfilterable) => {
-                let span = span_in(self.base, text).ok_or(Unlocated)?;
-                Ok(vec![(span, unfilterable_response(id.get()).into())])
-            }
+            Ok(edits) => edits,
+            Err(Unfilterable) => vec![(
+                response.span.clone(),
+                unfilterable_response(id.get()).into(),
+            )],
         }
     }
 
@@ -198,7 +177,8 @@ impl Filter<'_> {
         response: &Response,
         kinds: &[(ListKind, &RawValue)],
     ) -> Result<Vec<Edit>, Unfilterable> {
-        // A duplicate on the way to the entries (`id`, `result`, `tools`, `nextCursor`, …).
+        // A duplicate on the way to the entries (`id`, `result`, `tools`, `nextCursor`, …) is a
+        // parser differential: the client may read the copy that was not filtered.
         if has_duplicate(&response.keys) {
             return Err(Unfilterable);
         }
@@ -221,62 +201,59 @@ impl Filter<'_> {
             let keep: Vec<bool> = entries
                 .iter()
                 .map(|entry| {
-                    let name = entry.name.as_deref();
+                    let name = entry.names.get(kind.name_member());
                     name.is_some_and(|name| (self.allowed)(*kind, name))
                 })
                 .collect();
-            edits.extend(self.removals(entries, &keep).ok_or(Unfilterable)?);
+            edits.extend(removals(entries, &keep).ok_or(Unfilterable)?);
         }
         Ok(edits)
     }
-
-    /// Deletions of the refused entries of one array, each run of them with the separators
-    /// after it (or, for a run at the end, before it), so that the text around and between the
-    /// kept entries stays as it was.
-    fn removals(&self, entries: &[Entry], keep: &[bool]) -> Option<Vec<Edit>> {
-        let spans: Vec<Range<usize>> = entries
-            .iter()
-            .map(|entry| span_in(self.base, entry.raw))
-            .collect::<Option<_>>()?;
-        let mut edits = Vec::new();
-        let mut index = 0;
-        while let Some(first_refused) = (index..keep.len()).find(|&i| keep.get(i) == Some(&false)) {
-            let next_kept = (first_refused..keep.len()).find(|&i| keep.get(i) == Some(&true));
-            let deleted = match (next_kept, first_refused.checked_sub(1)) {
-                (Some(next), _) => spans.get(first_refused)?.start..spans.get(next)?.start,
-                (None, Some(previous)) => spans.get(previous)?.end..spans.last()?.end,
-                (None, None) => spans.first()?.start..spans.last()?.end,
-            };
-            edits.push((deleted, Cow::Borrowed("")));
-            index = next_kept.unwrap_or(keep.len());
-        }
-        Some(edits)
-    }
 }
 
-/// Applies non-overlapping edits to `base`; `None` when there are none.
-fn splice(base: &str, mut edits: Vec<Edit>) -> Result<Option<String>, Unlocated> {
-    if edits.is_empty() {
-        return Ok(None);
+/// Whether two members have the same (unescaped) name.
+fn has_duplicate(keys: &[Key]) -> bool {
+    let mut names: Vec<&[u8]> = keys.iter().map(|key| key.0.as_ref()).collect();
+    names.sort_unstable();
+    names
+        .windows(2)
+        .any(|pair| matches!(pair, [a, b] if a == b))
+}
+
+/// Deletions of the refused entries of one array: each run of them with the separators after
+/// it (or, for a run at the end, before it), so that the text around and between the kept
+/// entries stays as it was.
+fn removals(entries: &[Entry], keep: &[bool]) -> Option<Vec<Edit>> {
+    let span = |index: usize| entries.get(index).map(|entry| &entry.span);
+    let mut edits = Vec::new();
+    let mut index = 0;
+    while let Some(refused) = (index..keep.len()).find(|&i| keep.get(i) == Some(&false)) {
+        let next_kept = (refused..keep.len()).find(|&i| keep.get(i) == Some(&true));
+        let last = keep.len().checked_sub(1)?;
+        let deleted = match (next_kept, refused.checked_sub(1)) {
+            (Some(next), _) => span(refused)?.start..span(next)?.start,
+            (None, Some(previous)) => span(previous)?.end..span(last)?.end,
+            (None, None) => span(0)?.start..span(last)?.end,
+        };
+        edits.push((deleted, Cow::Borrowed("")));
+        index = next_kept.unwrap_or(keep.len());
     }
-    edits.sort_by_key(|(range, _)| range.start);
-    let mut out = String::with_capacity(base.len());
+    Some(edits)
+}
+
+/// `bom` and `json` with the edits applied; they come in document order, as they were found
+/// (out of order, a `get` fails: no output rather than a wrong one).
+fn splice(bom: &str, json: &str, edits: &[Edit]) -> Option<String> {
+    let mut out = String::with_capacity(bom.len() + json.len());
+    out.push_str(bom);
     let mut cursor = 0;
-    for (range, replacement) in &edits {
-        out.push_str(base.get(cursor..range.start).ok_or(Unlocated)?);
+    for (range, replacement) in edits {
+        out.push_str(json.get(cursor..range.start)?);
         out.push_str(replacement);
         cursor = range.end;
     }
-    out.push_str(base.get(cursor..).ok_or(Unlocated)?);
-    Ok(Some(out))
-}
-
-/// Where `part`, a subslice of `base` (as serde_json's borrowed `RawValue`s are), lies in it.
-fn span_in(base: &str, part: &str) -> Option<Range<usize>> {
-    let start = (part.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
-    let end = start.checked_add(part.len())?;
-    let inside = base.get(start..end)?;
-    std::ptr::eq(inside.as_ptr(), part.as_ptr()).then_some(start..end)
+    out.push_str(json.get(cursor..)?);
+    Some(out)
 }
 
 #[cfg(test)]
@@ -580,12 +557,5 @@ mod tests {
             filtered(&body, &pending(json!(1), ListKind::Tools)),
             Some(expected)
         );
-    }
-
-    #[test]
-    fn spans_are_found_only_inside_their_base() {
-        let base = "{\"a\":[1,2]}";
-        assert_eq!(span_in(base, base.get(5..10).unwrap()), Some(5..10));
-        assert_eq!(span_in(base, "[1,2]"), None);
     }
 }

@@ -6,10 +6,10 @@
 
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::config::NamedMethod;
+use crate::strict_json::{self, StrictJsonError};
 
 /// The `_meta` key of the protocol version (MCP 2026-07-28).
 pub const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
@@ -143,7 +143,10 @@ impl fmt::Display for BodyError {
 impl std::error::Error for BodyError {}
 
 pub fn parse(body: &[u8]) -> Result<Body, BodyError> {
-    let value = strict_json(body)?;
+    let value = strict_json::parse(body).map_err(|e| match e {
+        StrictJsonError::DuplicateMember => BodyError::DuplicateMember,
+        StrictJsonError::NotJson => BodyError::NotJson,
+    })?;
     match value {
         Value::Array(items) if items.is_empty() => Err(BodyError::NotJsonRpc),
         Value::Array(items) => items
@@ -153,20 +156,6 @@ pub fn parse(body: &[u8]) -> Result<Body, BodyError> {
             .map(Body::Batch),
         other => message(other).map(Body::Single),
     }
-}
-
-/// Parses JSON refusing duplicate members at every depth (serde_json bounds the nesting).
-pub fn strict_json(bytes: &[u8]) -> Result<Value, BodyError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = Strict::deserialize(&mut de).map_err(|e| {
-        if e.to_string().starts_with(DUPLICATE) {
-            BodyError::DuplicateMember
-        } else {
-            BodyError::NotJson
-        }
-    })?;
-    de.end().map_err(|_| BodyError::NotJson)?;
-    Ok(value.0)
 }
 
 fn message(value: Value) -> Result<Message, BodyError> {
@@ -235,75 +224,6 @@ fn protocol_version(params: &Map<String, Value>) -> Option<String> {
         .get(PROTOCOL_VERSION_META)?
         .as_str()
         .map(str::to_string)
-}
-
-const DUPLICATE: &str = "duplicate member";
-
-/// A JSON value deserialized with a duplicate-member check in every object.
-struct Strict(Value);
-
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Strict, D::Error> {
-        deserializer.deserialize_any(StrictVisitor).map(Strict)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Strict(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
-        let mut map = Map::new();
-        while let Some(key) = access.next_key::<String>()? {
-            if map.contains_key(&key) {
-                return Err(serde::de::Error::custom(DUPLICATE));
-            }
-            let Strict(value) = access.next_value()?;
-            map.insert(key, value);
-        }
-        Ok(Value::Object(map))
-    }
 }
 
 #[cfg(test)]

@@ -208,18 +208,19 @@ impl SseFilter {
 
 /// Sends an event on: as it came, or with its data replaced when it answered a pending list.
 fn dispatch(event: &[u8], lists: &Lists, out: &mut Vec<u8>) {
+    let lines: Vec<&[u8]> = Lines(event).collect();
     let filtered =
-        event_data(event).and_then(|data| filter_response(&data, lists.pending, lists.allowed));
+        event_data(&lines).and_then(|data| filter_response(&data, lists.pending, lists.allowed));
     match filtered {
         None => out.extend_from_slice(event),
-        Some(message) => rewrite(event, &message, out),
+        Some(message) => rewrite(&lines, &message, out),
     }
 }
 
 /// The event's `data` lines, joined with LF; `None` when it has none (clients ignore it).
-fn event_data(event: &[u8]) -> Option<Vec<u8>> {
+fn event_data(lines: &[&[u8]]) -> Option<Vec<u8>> {
     let mut data: Option<Vec<u8>> = None;
-    for line in Lines(event) {
+    for line in lines {
         if let Some(value) = data_value(content(line)) {
             match data.as_mut() {
                 Some(data) => {
@@ -234,10 +235,11 @@ fn event_data(event: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The event with its `data` lines replaced by `message`, written where the first one was (a
-/// line per LF of `message`: data never holds a CR, lines cannot); other lines as they came.
-fn rewrite(event: &[u8], message: &[u8], out: &mut Vec<u8>) {
+/// line per line of `message`: its only line breaks are the LFs that joined data lines); other
+/// lines as they came.
+fn rewrite(lines: &[&[u8]], message: &[u8], out: &mut Vec<u8>) {
     let mut written = false;
-    for line in Lines(event) {
+    for line in lines {
         if data_value(content(line)).is_none() {
             out.extend_from_slice(line);
             continue;
@@ -248,10 +250,19 @@ fn rewrite(event: &[u8], message: &[u8], out: &mut Vec<u8>) {
         written = true;
         // An unterminated last line (the stream ended) still gets its data lines ended.
         let ending = line_ending(line).unwrap_or(b"\n");
-        for piece in message.split(|&byte| byte == b'\n') {
+        let mut rest = message;
+        loop {
+            let (piece, after) = match line_break(rest) {
+                Some(at) => (rest.get(..at).unwrap_or(rest), rest.get(at + 1..)),
+                None => (rest, None),
+            };
             out.extend_from_slice(b"data: ");
             out.extend_from_slice(piece);
             out.extend_from_slice(ending);
+            let Some(after) = after else {
+                break;
+            };
+            rest = after;
         }
     }
 }
@@ -267,13 +278,45 @@ fn data_value(line: &[u8]) -> Option<&[u8]> {
 
 /// The first line of `input` with its ending (if it has one yet), and the rest.
 fn split_line(input: &[u8]) -> (&[u8], &[u8]) {
-    let Some(end) = input.iter().position(|&b| b == b'\n' || b == b'\r') else {
+    let Some(end) = line_break(input) else {
         return (input, &[]);
     };
     let crlf = input.get(end..end + 2) == Some(b"\r\n");
     input
         .split_at_checked(if crlf { end + 2 } else { end + 1 })
         .unwrap_or((input, &[]))
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Where the first CR or LF of `bytes` is, read eight bytes at a time: a list is one long line.
+fn line_break(bytes: &[u8]) -> Option<usize> {
+    let mut words = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for word in &mut words {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        let word = u64::from_le_bytes(word);
+        let breaks = zero_bytes(word ^ (ONES * u64::from(b'\n')))
+            | zero_bytes(word ^ (ONES * u64::from(b'\r')));
+        if breaks != 0 {
+            // The lowest flag is exact (a false one can only sit above a true one).
+            return Some(offset + (breaks.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    let tail = words.remainder();
+    let at = tail
+        .iter()
+        .position(|&byte| byte == b'\n' || byte == b'\r')?;
+    Some(offset + at)
+}
+
+/// The high bit of the lowest zero byte of `word` (and perhaps of bytes above it); 0 if none.
+fn zero_bytes(word: u64) -> u64 {
+    word.wrapping_sub(ONES) & !word & HIGHS
 }
 
 fn line_ending(line: &[u8]) -> Option<&'static [u8]> {
@@ -498,6 +541,31 @@ mod tests {
         assert_every_split(&input, &expected, max, &two);
         // With no list pending it cannot be one: it passes unread.
         assert_every_split(&input, &input, max, &[]);
+    }
+
+    #[test]
+    fn line_breaks_are_found_at_any_position_among_any_bytes() {
+        for length in 0..20 {
+            for at in 0..=length {
+                for (byte, filler) in [
+                    (b'\n', b'a'),
+                    (b'\r', 0xff),
+                    (b'\n', 0x0b),
+                    (b'\r', 0x0c),
+                    (b'\n', 0x80),
+                ] {
+                    let mut bytes = vec![filler; length];
+                    if let Some(slot) = bytes.get_mut(at) {
+                        *slot = byte;
+                    }
+                    if let Some(slot) = bytes.get_mut(at + 2) {
+                        *slot = b'\n';
+                    }
+                    let expected = (at < length).then_some(at);
+                    assert_eq!(line_break(&bytes), expected, "{bytes:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,30 +1,30 @@
-//! ES256 (P-256, SHA-256) and ES384 (P-384, SHA-384), RFC 7518 §3.4.
+//! ES384 (P-384, SHA-384), RFC 7518 §3.4, over the p384 crate's arithmetic (ES256 has its own,
+//! in `es256`: it is the common case and worth wasm-specific code; ES384 is rare).
 //!
-//! The signature is r‖s, each the curve's size: 64 bytes for ES256, 96 for ES384, anything else
-//! is invalid. r and s must lie in [1, n−1]. A high s (s > n/2) is accepted: ECDSA as JWS uses
-//! it has no low-s rule, Wycheproof's P1363 vectors mark such signatures valid, and BoringSSL
-//! (behind Envoy's jwt_authn) accepts them.
+//! The signature is r‖s, 48 bytes each, anything else is invalid. r and s must lie in
+//! [1, n−1]. A high s (s > n/2) is accepted: ECDSA as JWS uses it has no low-s rule,
+//! Wycheproof's P1363 vectors mark such signatures valid, and BoringSSL (behind Envoy's
+//! jwt_authn) accepts them.
 //!
 //! The check is ECDSA's (SEC 1 §4.1.4) over `lincomb`, with the key's multiples computed when
 //! the key set is parsed and the generator's once per process.
 
 use std::sync::OnceLock;
 
-use p256::elliptic_curve::generic_array::typenum::Unsigned;
-use p256::elliptic_curve::group::{Curve as _, Group as _};
-use p256::elliptic_curve::ops::{Invert, Reduce};
-use p256::elliptic_curve::point::AffineCoordinates;
-use p256::elliptic_curve::sec1::{EncodedPoint, FromEncodedPoint, ModulusSize};
-use p256::elliptic_curve::{
+use p384::elliptic_curve::generic_array::typenum::Unsigned;
+use p384::elliptic_curve::group::{Curve as _, Group as _};
+use p384::elliptic_curve::ops::{Invert, Reduce};
+use p384::elliptic_curve::point::AffineCoordinates;
+use p384::elliptic_curve::sec1::{EncodedPoint, FromEncodedPoint, ModulusSize};
+use p384::elliptic_curve::{
     AffinePoint, CurveArithmetic, FieldBytes, FieldBytesSize, PrimeField, ProjectivePoint, Scalar,
 };
-use p256::NistP256;
 use p384::NistP384;
-use sha2::{Digest, Sha256, Sha384};
+use sha2::{Digest, Sha384};
 
 use super::lincomb::{lincomb, OddMultiples};
 
-/// Odd multiples kept per key (NAF width 5): 16 points with the split, 1.5–2.3 KiB.
+/// Odd multiples kept per key (NAF width 5): 16 points with the split, 2.3 KiB.
 const KEY_MULTIPLES: usize = 8;
 /// Odd multiples of the generator (NAF width 7), shared by every key of the curve.
 const GENERATOR_MULTIPLES: usize = 32;
@@ -36,22 +36,10 @@ pub struct EcdsaKey<C: CurveArithmetic> {
     multiples: OddMultiples<ProjectivePoint<C>, KEY_MULTIPLES>,
 }
 
-pub type P256Key = EcdsaKey<NistP256>;
 pub type P384Key = EcdsaKey<NistP384>;
-
-pub fn p256_key(x: &[u8], y: &[u8]) -> Option<P256Key> {
-    EcdsaKey::from_coordinates(x, y)
-}
 
 pub fn p384_key(x: &[u8], y: &[u8]) -> Option<P384Key> {
     EcdsaKey::from_coordinates(x, y)
-}
-
-pub fn verify_p256(key: &P256Key, signing_input: &[u8], signature: &[u8]) -> bool {
-    static GENERATOR: OnceLock<OddMultiples<p256::ProjectivePoint, GENERATOR_MULTIPLES>> =
-        OnceLock::new();
-    let generator = GENERATOR.get_or_init(generator_multiples::<NistP256>);
-    key.verify(generator, &Sha256::digest(signing_input), signature)
 }
 
 pub fn verify_p384(key: &P384Key, signing_input: &[u8], signature: &[u8]) -> bool {
@@ -94,7 +82,7 @@ where
 }
 
 impl<C: CurveArithmetic> EcdsaKey<C> {
-    /// SEC 1 §4.1.4 with a hash as long as the field (SHA-256 for P-256, SHA-384 for P-384).
+    /// SEC 1 §4.1.4 with a hash as long as the field.
     fn verify<const G: usize>(
         &self,
         generator: &OddMultiples<ProjectivePoint<C>, G>,
@@ -128,7 +116,7 @@ impl<C: CurveArithmetic> EcdsaKey<C> {
 /// A big-endian integer in [1, n−1].
 fn scalar_in_range<C: CurveArithmetic>(bytes: &[u8]) -> Option<Scalar<C>> {
     let scalar = Option::<Scalar<C>>::from(Scalar::<C>::from_repr(field_bytes::<C>(bytes)?))?;
-    (!bool::from(p256::elliptic_curve::ff::Field::is_zero(&scalar))).then_some(scalar)
+    (!bool::from(p384::elliptic_curve::ff::Field::is_zero(&scalar))).then_some(scalar)
 }
 
 /// Exactly one field element's worth of big-endian bytes.

@@ -1,4 +1,4 @@
-//! Variable-time a·A + b·B: the one costly step of an ECDSA verification (u1·G + u2·Q).
+//! Variable-time a·A + b·B: the one costly step of an ES384 verification (u1·G + u2·Q).
 //!
 //! p256/p384 0.13 compute it as two constant-time scalar multiplications (their `lincomb` has
 //! no faster path, nor do they have precomputed-table features). Nothing in a verification is
@@ -8,8 +8,8 @@
 //! once per process for the generator). Each scalar is also split at half its bits, with 2^h·P
 //! as a second point, which halves the doublings.
 
-use p256::elliptic_curve::ff::PrimeField;
-use p256::elliptic_curve::group::Group;
+use p384::elliptic_curve::ff::PrimeField;
+use p384::elliptic_curve::group::Group;
 
 /// The odd multiples P, 3P, …, (2N − 1)·P of a point, and those of 2^h·P. N = 2^(w−2) for
 /// NAF width w.

@@ -6,10 +6,24 @@
 //! integer for RSA, the fixed-size r‖s for ECDSA, 64 bytes for Ed25519. Any other length is an
 //! invalid signature, never an error of another kind.
 
+/// `unrolled!(I in [0, 1, …] { body })`: the body once per listed value, with I a constant.
+/// The crate is built for size (opt-level "s"), which leaves loops rolled; the limb loops of
+/// the curve arithmetic are the hot path of every verification, and unrolled, their indices
+/// are constants (no bounds checks) and a modulus' limbs fold into the code.
+macro_rules! unrolled {
+    ($i:ident in [$($n:literal),*] $body:block) => {
+        $( { const $i: usize = $n; $body } )*
+    };
+}
+
 mod ecdsa;
-mod eddsa;
+mod ed25519;
+mod es256;
 mod lincomb;
+mod mont256;
+mod naf;
 mod rsa;
+mod straus;
 
 use crate::jwks::Algorithm;
 use crate::rsa::RsaPublicKey;
@@ -27,16 +41,17 @@ pub enum SignatureError {
 #[derive(Debug, Clone)]
 pub enum PublicKey {
     Rsa(RsaPublicKey),
-    /// Boxed: the precomputed multiples are 1.5 KiB (P-256) and 2.3 KiB (P-384).
-    P256(Box<ecdsa::P256Key>),
+    /// Boxed: the precomputed multiples are 4 KiB (P-256) and 2.3 KiB (P-384).
+    P256(Box<es256::P256Key>),
     P384(Box<ecdsa::P384Key>),
-    Ed25519(ed25519_compact::PublicKey),
+    /// Boxed: the precomputed multiples are 7.5 KiB.
+    Ed25519(Box<ed25519::Ed25519Key>),
 }
 
 impl PublicKey {
     /// A P-256 key from a JWK's `x` and `y` (32 bytes each); `None` off the curve.
     pub fn p256(x: &[u8], y: &[u8]) -> Option<PublicKey> {
-        ecdsa::p256_key(x, y).map(|key| PublicKey::P256(Box::new(key)))
+        es256::P256Key::from_coordinates(x, y).map(|key| PublicKey::P256(Box::new(key)))
     }
 
     /// A P-384 key from a JWK's `x` and `y` (48 bytes each); `None` off the curve.
@@ -46,7 +61,7 @@ impl PublicKey {
 
     /// An Ed25519 key from a JWK's `x`; `None` unless it is a canonical point of large order.
     pub fn ed25519(x: &[u8]) -> Option<PublicKey> {
-        eddsa::ed25519_key(x).map(PublicKey::Ed25519)
+        ed25519::Ed25519Key::from_bytes(x).map(|key| PublicKey::Ed25519(Box::new(key)))
     }
 
     /// Whether the key's type allows the algorithm (RSA: RS*/PS*; each curve its own).
@@ -70,9 +85,9 @@ impl PublicKey {
         }
         let valid = match self {
             PublicKey::Rsa(key) => rsa::verify(key, alg, signing_input, signature),
-            PublicKey::P256(key) => ecdsa::verify_p256(key, signing_input, signature),
+            PublicKey::P256(key) => key.verify(signing_input, signature),
             PublicKey::P384(key) => ecdsa::verify_p384(key, signing_input, signature),
-            PublicKey::Ed25519(key) => eddsa::verify_ed25519(key, signing_input, signature),
+            PublicKey::Ed25519(key) => key.verify(signing_input, signature),
         };
         if valid {
             Ok(())

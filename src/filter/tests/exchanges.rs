@@ -3,7 +3,7 @@
 
 use crate::filter::host::fake::FakeReply;
 use crate::filter::tests::fixtures::*;
-use crate::filter::worker::Verdict;
+use crate::filter::worker::{BodyVerdict, Verdict};
 
 /// A rig whose keys are loaded.
 fn ready_rig() -> Rig {
@@ -88,4 +88,30 @@ fn a_refused_sts_callout_answers_503() {
     let (_, verdict) = rig.request(Some(&token_for("alice")));
     assert_eq!(status(&done(verdict)), 503);
     assert_eq!(rig.host.counter("mcp_auth.denied.exchange_unavailable"), 1);
+}
+
+#[test]
+fn a_request_waiting_for_its_exchange_keeps_its_body() {
+    // Letting a body chunk through would resume the request upstream with the client's own
+    // token still in its headers.
+    let mut rig = ready_rig();
+    let (waiting, verdict) = rig.request_head_only(&token_for("alice"));
+    assert_eq!(verdict, Verdict::Parked);
+    rig.host.effective = Some(waiting);
+    for end_of_stream in [false, true] {
+        let body = rig
+            .worker
+            .on_request_body(&mut rig.host, waiting, 10, end_of_stream);
+        assert_eq!(body, BodyVerdict::Decided(Verdict::Parked));
+    }
+    let call = rig.sent_to("sts").remove(1);
+    let decided = rig.deliver(&call, FakeReply::status(200, &sts_answer("backend-alice")));
+    let forward = forwarded(outcome_of(&decided, waiting));
+    assert_eq!(
+        header(forward, "authorization"),
+        Some("Bearer backend-alice")
+    );
+    rig.host.effective = Some(waiting);
+    let after = rig.worker.on_request_body(&mut rig.host, waiting, 10, true);
+    assert_eq!(after, BodyVerdict::Continue, "decided: the body flows");
 }

@@ -83,6 +83,34 @@ pub fn sts_answer(token: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// The VM environment variable that holds the fixtures' client secrets.
+pub const FIXTURE_SECRET_ENV: &str = "FIXTURE_CLIENT_SECRET";
+
+/// A provider whose opaque tokens are introspected at cluster `idp` (RFC 7662).
+pub fn introspection_config() -> Value {
+    json!({
+        "resource": RESOURCE,
+        "providers": {"idp": {
+            "issuer": ISS,
+            "introspection": {
+                "endpoint": {"uri": "https://idp.example.com/introspect", "cluster": "idp", "timeout": "2s"},
+                "client_auth": {"client_id": "mcp-filter", "client_secret_env": FIXTURE_SECRET_ENV},
+                "cache_duration": "60s",
+                "negative_cache_duration": "10s"
+            },
+            "claim_to_headers": [{"header_name": "x-user", "claim_name": "sub"}]
+        }}
+    })
+}
+
+/// An active introspection answer for `sub`, valid five minutes from NOW_MS.
+pub fn active_answer(sub: &str) -> Vec<u8> {
+    json!({"active": true, "sub": sub, "iss": ISS, "aud": RESOURCE,
+           "scope": "mcp:tools:call", "exp": NOW_MS / 1000 + 300})
+    .to_string()
+    .into_bytes()
+}
+
 /// One worker VM on a fake host.
 pub struct Rig {
     pub host: FakeHost,
@@ -98,7 +126,8 @@ impl Rig {
     /// A worker that shares its shared data with others (the same Envoy, another worker).
     pub fn on_shared(config: Value, shared: Rc<RefCell<FakeSharedData>>) -> Rig {
         let mut host = FakeHost::with_shared(NOW_MS, shared);
-        let config = Config::from_json(config.to_string().as_bytes()).unwrap();
+        let env = |name: &str| (name == FIXTURE_SECRET_ENV).then(|| "fixture-secret".to_string());
+        let config = Config::from_json_with_env(config.to_string().as_bytes(), &env).unwrap();
         let worker = Worker::new(config, &mut host);
         host.effective = Some(ROOT);
         Rig {

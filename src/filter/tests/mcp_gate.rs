@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::filter::host::fake::FakeReply;
 use crate::filter::tests::fixtures::*;
-use crate::filter::worker::{Outcome, Verdict};
+use crate::filter::worker::{BodyVerdict, Outcome, Verdict};
 
 fn reader() -> String {
     token_with("alice", &["mcp:tools:call", "bigquery:read"], &["eng"])
@@ -198,4 +198,48 @@ fn tools_list_results_show_only_permitted_tools_json_and_sse() {
     );
     assert_eq!(length, None);
     assert_eq!(rig.host.counter("mcp_auth.mcp.lists_filtered"), 2);
+}
+
+#[test]
+fn trailers_end_the_body_and_never_resume_a_waiting_request() {
+    let mut rig = Rig::new(mcp_config());
+    let (context, verdict) = rig.request_head_only(&reader());
+    assert_eq!(verdict, Verdict::AwaitBody);
+    let body = tools_call(1, "query_users");
+    rig.host.streams.get_mut(&context).unwrap().request_body = body.as_bytes().to_vec();
+    rig.host.effective = Some(context);
+    let chunk = rig
+        .worker
+        .on_request_body(&mut rig.host, context, body.len(), false);
+    assert_eq!(chunk, BodyVerdict::Decided(Verdict::AwaitBody));
+    // The body ends with trailers: it is judged then, and the request waits for its token.
+    let trailers = rig.worker.on_request_trailers(&mut rig.host, context);
+    assert_eq!(trailers, BodyVerdict::Decided(Verdict::Parked));
+    let again = rig.worker.on_request_trailers(&mut rig.host, context);
+    assert_eq!(
+        again,
+        BodyVerdict::Decided(Verdict::Parked),
+        "still waiting"
+    );
+    let forward = exchange(&mut rig, 0, "read-token");
+    assert_eq!(header(&forward, "authorization"), Some("Bearer read-token"));
+}
+
+#[test]
+fn the_bodys_method_and_name_go_upstream_as_mirrors_and_forged_ones_never_do() {
+    let mut rig = Rig::new(mcp_config());
+    rig.post(&reader(), &tools_call(1, "query_users"), 1);
+    let forward = exchange(&mut rig, 0, "read-token");
+    assert_eq!(header(&forward, "mcp-method"), Some("tools/call"));
+    assert_eq!(header(&forward, "mcp-name"), Some("query_users"));
+    for mirror in ["mcp-method", "mcp-name"] {
+        assert!(
+            forward.remove.iter().any(|r| r == mirror),
+            "{mirror} is replaced"
+        );
+    }
+    // Without the gate configured the filter does not read bodies, and leaves them alone.
+    let plain = exchange_config().to_string();
+    let plain = mcp_auth_core::config::Config::from_json(plain.as_bytes()).unwrap();
+    assert!(!plain.stripped_headers.iter().any(|r| r == "mcp-name"));
 }

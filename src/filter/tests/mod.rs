@@ -6,6 +6,7 @@ mod fixtures;
 mod across_workers;
 mod contexts_gone;
 mod exchanges;
+mod introspections;
 mod key_waits;
 mod mcp_gate;
 mod namespaces;

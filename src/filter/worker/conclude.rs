@@ -43,6 +43,8 @@ impl Worker {
                 self.metrics.allowed(host, authenticated.cache_hit);
                 let mut set = authenticated.identity.headers.clone();
                 set.extend(upstream.as_ref().map(|(header, _)| header.clone()));
+                let mirrors = request.mcp.iter().flat_map(|m| &m.mirrors);
+                set.extend(mirrors.map(|(name, value)| (name.to_string(), value.clone())));
                 let exchange = upstream.as_ref().map(|(_, sts_ms)| ExchangeUse {
                     cache_hit: sts_ms.is_none(),
                     sts_ms: *sts_ms,
@@ -63,7 +65,7 @@ impl Worker {
                 token_hash,
                 refusal,
             } => {
-                self.metrics.denied_by_mcp(host);
+                self.metrics.denied_by_mcp(host, refusal.why.label());
                 if let Some(mcp) = &self.mcp {
                     mcp.refused(host, refusal);
                 }

@@ -13,7 +13,24 @@ impl Worker {
         key_wait: KeyWait,
     ) -> Verdict {
         let decision = self.decide(host, &request.head);
-        let needs_body = matches!(decision, Decision::Allow(_) | Decision::NeedKeys(_))
+        self.act_on(host, request, active, decision, key_wait)
+    }
+
+    /// Acts on a decision: waits for the body, keys or the IdP, gates and exchanges, or
+    /// answers.
+    fn act_on(
+        &mut self,
+        host: &mut impl Host,
+        request: PendingRequest,
+        active: ContextId,
+        decision: Decision,
+        key_wait: KeyWait,
+    ) -> Verdict {
+        let may_pass = matches!(
+            decision,
+            Decision::Allow(_) | Decision::NeedKeys(_) | Decision::NeedIntrospection(_)
+        );
+        let needs_body = may_pass
             && request.body.is_none()
             && self.mcp.as_ref().is_some_and(|m| m.applies(&request));
         if needs_body {
@@ -21,6 +38,7 @@ impl Worker {
         }
         match decision {
             Decision::NeedKeys(need) => self.wait_for_keys(host, request, active, need, key_wait),
+            Decision::NeedIntrospection(need) => self.introspect(host, request, active, need),
             Decision::Allow(authenticated) => self.gate(host, request, active, authenticated),
             Decision::Respond(response) => {
                 Verdict::Done(self.conclude(host, &request, Final::Metadata(response)))
@@ -67,12 +85,18 @@ impl Worker {
         body_size: usize,
         end_of_stream: bool,
     ) -> BodyVerdict {
+        // A request still waiting (keys, the IdP, the STS) keeps its body: letting a chunk
+        // through would resume the request with its headers not yet rewritten.
+        if self.parking.holds(context) {
+            return BodyVerdict::Decided(Verdict::Parked);
+        }
         let Some(mcp) = self.mcp.as_mut() else {
             return BodyVerdict::Continue;
         };
         if !mcp.is_awaiting(context) {
             return BodyVerdict::Continue;
         }
+        mcp.saw_body(context, body_size);
         let too_large = body_size > mcp.gate().max_body_bytes();
         if !end_of_stream && !too_large {
             return BodyVerdict::Decided(Verdict::AwaitBody);
@@ -93,6 +117,18 @@ impl Worker {
         let verdict = self.evaluate(host, request, context, KeyWait::MayFetch);
         self.sync_tick(host);
         BodyVerdict::Decided(verdict)
+    }
+
+    /// Request trailers: the body, if awaited, is complete; a request still waiting stays
+    /// paused (a trailer let through would resume it unrewritten, like a body chunk).
+    pub fn on_request_trailers(&mut self, host: &mut impl Host, context: ContextId) -> BodyVerdict {
+        if self.parking.holds(context) {
+            return BodyVerdict::Decided(Verdict::Parked);
+        }
+        match self.mcp.as_ref().and_then(|m| m.buffered(context)) {
+            Some(size) => self.on_request_body(host, context, size, true),
+            None => BodyVerdict::Continue,
+        }
     }
 
     /// Judges an authenticated request's MCP body (when the gate applies), then gets its
@@ -121,6 +157,7 @@ impl Worker {
                 request.mcp = Some(McpPassed {
                     audit: passed.audit,
                     narrowing,
+                    mirrors: passed.mirrors,
                 });
                 mcp.passed(host, request.context, &rules, lists, identity);
                 self.exchange_for(host, request, active, authenticated)
@@ -183,6 +220,71 @@ impl Worker {
         let deadline = self.keys.wait_deadline(need.provider, host.now());
         self.parking.park(request, deadline, WaitingFor::Keys(need));
         Verdict::Parked
+    }
+
+    /// Asks the IdP about a token (or takes another worker's answer), parking the request
+    /// until the answer comes.
+    pub(super) fn introspect(
+        &mut self,
+        host: &mut impl Host,
+        request: PendingRequest,
+        active: ContextId,
+        need: IntrospectionNeed,
+    ) -> Verdict {
+        let Some(x) = self.introspections.as_mut() else {
+            let denial = self
+                .auth
+                .refuse_unanswered(&need, IntrospectionFailure::Unavailable);
+            return Verdict::Done(self.conclude(host, &request, Final::Deny(denial)));
+        };
+        if let Some(vouched) = x.shared_answer(host, &mut self.auth, &need) {
+            return self.after_introspection(host, request, active, &need, Ok(vouched));
+        }
+        let started = x.join_or_start(
+            host,
+            &mut self.callouts,
+            &self.metrics,
+            &self.auth,
+            &need,
+            active,
+        );
+        match started {
+            Ok(deadline) => {
+                self.parking
+                    .park(request, deadline, WaitingFor::Introspection(need));
+                Verdict::Parked
+            }
+            Err(failure) => {
+                let denial = self.auth.refuse_unanswered(&need, failure);
+                Verdict::Done(self.conclude(host, &request, Final::Deny(denial)))
+            }
+        }
+    }
+
+    /// Goes on with a request once its token's introspection is answered.
+    pub(super) fn after_introspection(
+        &mut self,
+        host: &mut impl Host,
+        request: PendingRequest,
+        active: ContextId,
+        need: &IntrospectionNeed,
+        outcome: Result<Vouched, IntrospectionFailure>,
+    ) -> Verdict {
+        let denial = match outcome {
+            Ok(Vouched::Active { .. }) => {
+                let decision = self.decide(host, &request.head);
+                if !matches!(decision, Decision::NeedIntrospection(_)) {
+                    return self.act_on(host, request, active, decision, KeyWait::MayFetch);
+                }
+                // The answer did not stay remembered (evicted at once): fail closed, never
+                // loop.
+                self.auth
+                    .refuse_unanswered(need, IntrospectionFailure::Unavailable)
+            }
+            Ok(Vouched::Refused { reason }) => self.auth.refuse_token(need, reason),
+            Err(failure) => self.auth.refuse_unanswered(need, failure),
+        };
+        Verdict::Done(self.conclude(host, &request, Final::Deny(denial)))
     }
 
     /// Gets the upstream token for an authenticated request (when an exchange is configured):

@@ -23,9 +23,11 @@ use std::time::Duration;
 
 use mcp_auth_core::audit::Outcome as AuditOutcome;
 use mcp_auth_core::authenticator::{
-    Authenticated, Authenticator, Decision, Denial, KeyNeed, KeyNeedKind,
+    Authenticated, Authenticator, Decision, Denial, IntrospectionNeed, KeyNeed, KeyNeedKind,
+    Vouched,
 };
 use mcp_auth_core::config::Config;
+use mcp_auth_core::introspection::IntrospectionFailure;
 use mcp_auth_core::jwks_cache::FetchReason;
 use mcp_auth_core::mcp::gate::Refusal;
 use mcp_auth_core::response::{DenyReason, LocalResponse};
@@ -36,6 +38,7 @@ use crate::filter::audit_log::{AuditFacts, AuditLog, ExchangeUse};
 use crate::filter::callouts::{Callouts, Purpose};
 use crate::filter::exchange::{Exchanges, Settled};
 use crate::filter::host::{CalloutToken, ContextId, Host};
+use crate::filter::introspection::{Answered, Introspections};
 use crate::filter::keys::{AfterReply, FetchWait, KeyLoader};
 use crate::filter::mcp::{McpSide, ResponseStep};
 use crate::filter::metrics::Metrics;
@@ -113,6 +116,7 @@ pub struct Worker {
     auth: Authenticator,
     keys: KeyLoader,
     exchanges: Option<Exchanges>,
+    introspections: Option<Introspections>,
     mcp: Option<McpSide>,
     metrics: Metrics,
     callouts: Callouts,
@@ -134,6 +138,7 @@ impl Worker {
                 .token_exchange
                 .clone()
                 .map(|c| Exchanges::new(TokenExchanger::new(c), me)),
+            introspections: Introspections::new(&config, me),
             mcp: McpSide::new(&config, host),
             auth: Authenticator::new(config),
             metrics: Metrics::define(host),
@@ -146,15 +151,21 @@ impl Worker {
         worker
     }
 
-    /// Asks the host for the tick this worker needs now: none without remote keys or
-    /// exchanges, fast while requests wait on another worker, else once a second.
+    /// Asks the host for the tick this worker needs now: none without remote keys, exchanges
+    /// or introspection, fast while requests wait on another worker, else once a second.
     pub(super) fn sync_tick(&mut self, host: &mut impl Host) {
-        let needs_tick = self.exchanges.is_some() || !self.keys.remote_providers().is_empty();
+        let needs_tick = self.exchanges.is_some()
+            || self.introspections.is_some()
+            || !self.keys.remote_providers().is_empty();
         if !needs_tick {
             return;
         }
-        let watching =
-            self.keys.watching() || self.exchanges.as_ref().is_some_and(Exchanges::watching);
+        let watching = self.keys.watching()
+            || self.exchanges.as_ref().is_some_and(Exchanges::watching)
+            || self
+                .introspections
+                .as_ref()
+                .is_some_and(Introspections::watching);
         let period = if watching { FAST_TICK } else { TICK };
         if self.tick != Some(period) {
             host.set_tick_period(period);
@@ -207,6 +218,11 @@ impl Worker {
                 Purpose::Keys { provider, .. } => self.keys.orphan(provider),
                 Purpose::Exchange { key } => {
                     if let Some(x) = self.exchanges.as_mut() {
+                        x.orphan(&key);
+                    }
+                }
+                Purpose::Introspection { key } => {
+                    if let Some(x) = self.introspections.as_mut() {
                         x.orphan(&key);
                     }
                 }

@@ -39,6 +39,16 @@ impl Worker {
                     None => Vec::new(),
                 }
             }
+            Some(Purpose::Introspection { key }) => {
+                let answered = self
+                    .introspections
+                    .as_mut()
+                    .and_then(|x| x.on_reply(host, &self.metrics, &mut self.auth, key, body_size));
+                match answered {
+                    Some(answered) => self.wake_introspection_waiters(host, answered, active),
+                    None => Vec::new(),
+                }
+            }
         };
         self.sync_tick(host);
         decided
@@ -97,6 +107,30 @@ impl Worker {
         decided
     }
 
+    /// Decides again the requests parked on a token's introspection.
+    pub(super) fn wake_introspection_waiters(
+        &mut self,
+        host: &mut impl Host,
+        answered: Answered,
+        active: ContextId,
+    ) -> Vec<(ContextId, Outcome)> {
+        let ready = self.parking.take_waiting_for_introspection(&answered.key);
+        ready
+            .into_iter()
+            .filter_map(|p| {
+                let WaitingFor::Introspection(need) = &p.waiting_for else {
+                    return None;
+                };
+                let context = p.request.context;
+                let outcome = answered.outcome;
+                match self.after_introspection(host, p.request, active, need, outcome) {
+                    Verdict::Done(outcome) => Some((context, outcome)),
+                    Verdict::Parked | Verdict::AwaitBody => None,
+                }
+            })
+            .collect()
+    }
+
     /// Periodic work (the root context's tick): adopt keys other workers fetched, give up on
     /// overdue callouts and over-waited requests, resend lost callouts, start background
     /// refreshes, look at other workers' exchanges.
@@ -127,10 +161,26 @@ impl Worker {
             None => Default::default(),
         };
         for (key, deadline) in tick.extended {
-            self.parking.extend_exchange_wait(&key, deadline);
+            self.parking.extend_wait(&key, deadline);
         }
         for s in tick.settled {
             decided.extend(self.wake_exchange_waiters(host, s));
+        }
+        let (answered, extended) = match self.introspections.as_mut() {
+            Some(x) => x.tick(
+                host,
+                &mut self.callouts,
+                &self.metrics,
+                &mut self.auth,
+                root,
+            ),
+            None => Default::default(),
+        };
+        for (key, deadline) in extended {
+            self.parking.extend_wait(&key, deadline);
+        }
+        for a in answered {
+            decided.extend(self.wake_introspection_waiters(host, a, root));
         }
         for p in self.parking.take_expired(host.now()) {
             decided.push(self.give_up(host, p));
@@ -167,6 +217,9 @@ impl Worker {
                 authenticated,
                 DenyReason::Exchange(ExchangeFailure::Timeout),
             ),
+            WaitingFor::Introspection(need) => self
+                .auth
+                .refuse_unanswered(&need, IntrospectionFailure::Timeout),
         };
         let outcome = self.conclude(host, &parked.request, Final::Deny(denial));
         (parked.request.context, outcome)

@@ -1,25 +1,28 @@
-//! One pass over a JSON-RPC response object that finds what list filtering needs, so that a
-//! large result is read once (each entry then skimmed for its name): the envelope's member
-//! names and ids, and in `result` the entries of each list as raw text with their names.
+//! One pass over a JSON-RPC response body that finds what list filtering needs, with exact
+//! spans. The levels down to the entries (the batch, each response, its `result`, the entries
+//! array) are read here, strictly by the JSON grammar; every value below them (an entry, an id,
+//! any other member) is read by serde_json, which says where it ended. So each byte is read once
+//! (a large list costs one serde_json pass), and a body that is not JSON is refused whole.
 
-use std::borrow::Cow;
-use std::fmt;
+use std::ops::Range;
 
-use serde::de::{
-    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::entry_name::entry_name;
+use super::entry::{EntryNames, Key};
 use super::ListKind;
 
 pub(super) struct Response<'a> {
+    /// Where the response object lies in the body.
+    pub span: Range<usize>,
+    /// Its member names, in order.
     pub keys: Vec<Key<'a>>,
     pub ids: Vec<&'a RawValue>,
+    /// The last `result` (a repeated one shows in `keys`).
     pub result: Option<Shape<ResultObject<'a>>>,
 }
 
-/// A value of the shape we look for, or of any other (read to its end all the same).
+/// A value of the shape we look for, or of any other.
 pub(super) enum Shape<T> {
     Expected(T),
     Other,
@@ -27,211 +30,270 @@ pub(super) enum Shape<T> {
 
 pub(super) struct ResultObject<'a> {
     pub keys: Vec<Key<'a>>,
-    /// The members holding a list's entries, in document order.
-    pub lists: Vec<(ListKind, Shape<Vec<Entry<'a>>>)>,
+    /// The members holding a list's entries, in order.
+    pub lists: Vec<(ListKind, Shape<Vec<Entry>>)>,
 }
 
-pub(super) struct Entry<'a> {
-    /// The entry's JSON text, borrowed from the body.
-    pub raw: &'a str,
-    /// Its unescaped name; `None` when the entry is not an object, or its name member is
-    /// missing, repeated or not a string: we cannot tell what it is.
-    pub name: Option<String>,
+pub(super) struct Entry {
+    pub span: Range<usize>,
+    pub names: EntryNames,
 }
 
-/// Whether two members have the same (unescaped) name: a parser differential, since a client
-/// may read the copy that was not filtered.
-pub(super) fn has_duplicate(keys: &[Key]) -> bool {
-    let mut names: Vec<&[u8]> = keys.iter().map(|key| key.0.as_ref()).collect();
-    names.sort_unstable();
-    names
-        .windows(2)
-        .any(|pair| matches!(pair, [a, b] if a == b))
-}
-
-impl<'de> Deserialize<'de> for Response<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(ResponseVisitor)
-    }
-}
-
-struct ResponseVisitor;
-
-impl<'de> Visitor<'de> for ResponseVisitor {
-    type Value = Response<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON-RPC response object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut response = Response {
-            keys: Vec::new(),
-            ids: Vec::new(),
-            result: None,
-        };
-        while let Some(key) = map.next_key::<Key>()? {
-            match key.0.as_ref() {
-                b"id" => response.ids.push(map.next_value()?),
-                b"result" => response.result = Some(map.next_value_seed(ResultSeed)?),
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
+/// The response objects of a body (one, or those of a batch); `None` when it is not JSON.
+pub(super) fn responses(json: &str) -> Option<Vec<Response<'_>>> {
+    let mut cursor = Cursor { text: json, at: 0 };
+    let responses = match cursor.peek()? {
+        b'{' => vec![response(&mut cursor)?],
+        b'[' => {
+            let mut responses = Vec::new();
+            cursor.array(|cursor| {
+                if cursor.peek()? == b'{' {
+                    responses.push(response(cursor)?);
+                } else {
+                    cursor.skip_value()?;
                 }
-            }
-            response.keys.push(key);
+                Some(())
+            })?;
+            responses
         }
-        Ok(response)
-    }
-}
-
-/// The visits of every shape but the one a visitor looks for: `Shape::Other`.
-macro_rules! other_scalars {
-    () => {
-        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(Shape::Other)
-        }
-
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(Shape::Other)
-        }
-
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(Shape::Other)
-        }
-
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(Shape::Other)
-        }
-
-        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(Shape::Other)
-        }
-
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(Shape::Other)
-        }
+        _ => return None,
     };
+    // Nothing but whitespace may follow.
+    cursor.peek().is_none().then_some(responses)
 }
 
-struct ResultSeed;
-
-impl<'de> DeserializeSeed<'de> for ResultSeed {
-    type Value = Shape<ResultObject<'de>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
+fn response<'a>(cursor: &mut Cursor<'a>) -> Option<Response<'a>> {
+    cursor.skip_whitespace();
+    let start = cursor.at;
+    let mut ids = Vec::new();
+    let mut result = None;
+    let keys = cursor.object(|cursor, key| {
+        if key.is("id") {
+            ids.push(cursor.value::<&RawValue>()?.0);
+        } else if key.is("result") {
+            result = Some(result_object(cursor)?);
+        } else {
+            cursor.skip_value()?;
+        }
+        Some(())
+    })?;
+    Some(Response {
+        span: start..cursor.at,
+        keys,
+        ids,
+        result,
+    })
 }
 
-impl<'de> Visitor<'de> for ResultSeed {
-    type Value = Shape<ResultObject<'de>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a result")
+fn result_object<'a>(cursor: &mut Cursor<'a>) -> Option<Shape<ResultObject<'a>>> {
+    if cursor.peek()? != b'{' {
+        cursor.skip_value()?;
+        return Some(Shape::Other);
     }
-
-    other_scalars!();
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Shape::Other)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut result = ResultObject {
-            keys: Vec::new(),
-            lists: Vec::new(),
-        };
-        while let Some(key) = map.next_key::<Key>()? {
-            let kind = ListKind::ALL
-                .iter()
-                .copied()
-                .find(|kind| key.0.as_ref() == kind.entries_member().as_bytes());
-            match kind {
-                Some(kind) => result
-                    .lists
-                    .push((kind, map.next_value_seed(EntriesSeed(kind))?)),
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+    let mut lists = Vec::new();
+    let keys = cursor.object(|cursor, key| {
+        let kind = ListKind::ALL
+            .iter()
+            .copied()
+            .find(|kind| key.is(kind.entries_member()));
+        match kind {
+            Some(kind) => lists.push((kind, entries(cursor)?)),
+            None => {
+                cursor.skip_value()?;
             }
-            result.keys.push(key);
         }
-        Ok(Shape::Expected(result))
-    }
+        Some(())
+    })?;
+    Some(Shape::Expected(ResultObject { keys, lists }))
 }
 
-struct EntriesSeed(ListKind);
-
-impl<'de> DeserializeSeed<'de> for EntriesSeed {
-    type Value = Shape<Vec<Entry<'de>>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
+fn entries(cursor: &mut Cursor) -> Option<Shape<Vec<Entry>>> {
+    if cursor.peek()? != b'[' {
+        cursor.skip_value()?;
+        return Some(Shape::Other);
     }
+    let mut entries = Vec::new();
+    cursor.array(|cursor| {
+        // An entry that is not an object has no names.
+        let (names, span) = if cursor.peek()? == b'{' {
+            cursor.value::<EntryNames>()?
+        } else {
+            (EntryNames::default(), cursor.skip_value()?)
+        };
+        entries.push(Entry { span, names });
+        Some(())
+    })?;
+    Some(Shape::Expected(entries))
 }
 
-impl<'de> Visitor<'de> for EntriesSeed {
-    type Value = Shape<Vec<Entry<'de>>>;
+/// A position in the body, moved forward by the grammar's punctuation and by serde_json.
+struct Cursor<'a> {
+    text: &'a str,
+    at: usize,
+}
 
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list of entries")
-    }
-
-    other_scalars!();
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Shape::Other)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(raw) = seq.next_element::<&RawValue>()? {
-            // Named right away, while the entry is still in the cache.
-            let raw = raw.get();
-            entries.push(Entry {
-                raw,
-                name: entry_name(raw, self.0.name_member()),
-            });
+impl<'a> Cursor<'a> {
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.text.as_bytes().get(self.at) {
+            self.at += 1;
         }
-        Ok(Shape::Expected(entries))
+    }
+
+    /// The next byte that is not whitespace.
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_whitespace();
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    /// Steps over `byte` if it comes next.
+    fn eat(&mut self, byte: u8) -> bool {
+        let next = self.peek() == Some(byte);
+        if next {
+            self.at += 1;
+        }
+        next
+    }
+
+    /// The value that comes next, read by serde_json, and where it lay.
+    fn value<T: Deserialize<'a>>(&mut self) -> Option<(T, Range<usize>)> {
+        self.skip_whitespace();
+        let start = self.at;
+        let rest = self.text.get(start..)?;
+        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<T>();
+        let value = values.next()?.ok()?;
+        self.at = start.checked_add(values.byte_offset())?;
+        Some((value, start..self.at))
+    }
+
+    /// Steps over the value that comes next (as raw text: one reader for every value skipped,
+    /// which keeps the .wasm small).
+    fn skip_value(&mut self) -> Option<Range<usize>> {
+        Some(self.value::<&RawValue>()?.1)
+    }
+
+    /// An object, each member's value read by `member` (given the cursor at the value).
+    fn object(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &Key<'a>) -> Option<()>,
+    ) -> Option<Vec<Key<'a>>> {
+        if !self.eat(b'{') {
+            return None;
+        }
+        let mut keys = Vec::new();
+        if self.eat(b'}') {
+            return Some(keys);
+        }
+        loop {
+            // serde_json would also take an array of bytes for a key.
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let (key, _) = self.value::<Key>()?;
+            if !self.eat(b':') {
+                return None;
+            }
+            member(self, &key)?;
+            keys.push(key);
+            if self.eat(b'}') {
+                return Some(keys);
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+        }
+    }
+
+    /// An array, each element read by `element`.
+    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        if !self.eat(b'[') {
+            return None;
+        }
+        if self.eat(b']') {
+            return Some(());
+        }
+        loop {
+            element(self)?;
+            if self.eat(b']') {
+                return Some(());
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+        }
     }
 }
 
-/// An unescaped member name, as bytes: serde_json reads a lone surrogate escape into bytes where
-/// it would refuse it as a `String`, and JavaScript clients accept it, so the object stays
-/// readable (such a key never equals a member we look for).
-pub(super) struct Key<'a>(pub Cow<'a, [u8]>);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_bytes(KeyVisitor)
-    }
-}
-
-struct KeyVisitor;
-
-impl<'de> Visitor<'de> for KeyVisitor {
-    type Value = Key<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a member name")
+    fn shape_of(json: &str) -> Option<Vec<(Range<usize>, usize)>> {
+        let responses = responses(json)?;
+        Some(
+            responses
+                .iter()
+                .map(|r| (r.span.clone(), r.keys.len()))
+                .collect(),
+        )
     }
 
-    fn visit_borrowed_bytes<E>(self, bytes: &'de [u8]) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Borrowed(bytes)))
+    #[test]
+    fn reads_exactly_the_json_grammar() {
+        assert_eq!(shape_of(r#" {"a":1, "b" : [2]} "#), Some(vec![(1..19, 2)]));
+        assert_eq!(
+            shape_of(r#"[ {} , 1, "x", {"id":null} ]"#),
+            Some(vec![(2..4, 0), (15..26, 1)])
+        );
+        assert_eq!(shape_of("[]"), Some(vec![]));
+        for not_json in [
+            "",
+            " ",
+            "{",
+            "}",
+            "{,}",
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":}"#,
+            r#"{1:2}"#,
+            r#"{[97]:1}"#,
+            r#"{"a":1 "b":2}"#,
+            "[,]",
+            "[1,]",
+            "[1 2]",
+            "{} {}",
+            "{}x",
+            r#"{"a":01}"#,
+            r#"{"a":1x}"#,
+            r#"{"result":{"tools":[{"name":"a"},]}}"#,
+            r#"{"result":{"tools":[}}"#,
+            "{\"a\":\"\u{1}\"}",
+            "\u{a0}{}",
+        ] {
+            assert_eq!(shape_of(not_json), None, "{not_json:?}");
+        }
     }
 
-    fn visit_bytes<E>(self, bytes: &[u8]) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Owned(bytes.to_vec())))
-    }
-
-    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Borrowed(text.as_bytes())))
-    }
-
-    fn visit_str<E>(self, text: &str) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Owned(text.as_bytes().to_vec())))
+    #[test]
+    fn finds_ids_results_and_entries_with_their_spans() {
+        let json = r#"{"id":7,"result":{"tools":[ {"name":"a"} , 5 ],"prompts":"x"},"id":"s"}"#;
+        let responses = responses(json).unwrap();
+        let [response] = responses.as_slice() else {
+            panic!()
+        };
+        let ids: Vec<&str> = response.ids.iter().map(|id| id.get()).collect();
+        assert_eq!(ids, ["7", r#""s""#]);
+        let Some(Shape::Expected(result)) = &response.result else {
+            panic!()
+        };
+        let [(ListKind::Tools, Shape::Expected(tools)), (ListKind::Prompts, Shape::Other)] =
+            result.lists.as_slice()
+        else {
+            panic!()
+        };
+        let entries: Vec<(&str, Option<&str>)> = tools
+            .iter()
+            .map(|e| (json.get(e.span.clone()).unwrap(), e.names.get("name")))
+            .collect();
+        assert_eq!(entries, [(r#"{"name":"a"}"#, Some("a")), ("5", None)]);
     }
 }
