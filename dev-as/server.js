@@ -5,8 +5,10 @@
 //   MCP AS      issues the tokens MCP clients send: authorization code + PKCE (S256), dynamic
 //               client registration (RFC 7591) or the pre-registered public client "mcp-client",
 //               resource indicators (RFC 8707: aud = the MCP resource, JWT access tokens with
-//               scope mcp:tools:call), refresh tokens, RFC 8414 and OIDC discovery, JWKS, and
-//               CORS on discovery, registration and token (browser-based clients).
+//               the scopes asked for among mcp:tools:call mcp:tools:list bigquery:read
+//               bigquery:write, and the user's `groups`), refresh tokens, RFC 8414 and OIDC
+//               discovery, JWKS, and CORS on discovery, registration and token (browser-based
+//               clients).
 //               Login and consent are automatic for one demo user (DEMO_USER, default alice):
 //               the authorization endpoint redirects straight back to the client with a code,
 //               so a client without a browser can follow it with an HTTP client.
@@ -52,9 +54,11 @@ const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 
+// `groups` goes into the MCP AS's access tokens (the filter's per-tool claim conditions read it):
+// alice is an analyst, bob a database administrator too.
 const ACCOUNTS = {
-  alice: { sub: 'alice', email: 'alice@example.com', name: 'Alice Example' },
-  bob: { sub: 'bob', email: 'bob@example.com', name: 'Bob Example' },
+  alice: { sub: 'alice', email: 'alice@example.com', name: 'Alice Example', groups: ['analysts'] },
+  bob: { sub: 'bob', email: 'bob@example.com', name: 'Bob Example', groups: ['analysts', 'dba'] },
 };
 
 function fail(message) {
@@ -110,7 +114,8 @@ function publicJwks(jwk) {
 function findAccount(_ctx, id) {
   const account = ACCOUNTS[id];
   if (!account) return undefined;
-  return { accountId: id, claims: async () => ({ ...account, email_verified: true }) };
+  const { groups: _groups, ...profile } = account;
+  return { accountId: id, claims: async () => ({ ...profile, email_verified: true }) };
 }
 
 function commonConfiguration(jwk) {
@@ -140,7 +145,9 @@ function commonConfiguration(jwk) {
 
 // ---- MCP AS --------------------------------------------------------------------------------
 
-const MCP_SCOPES = 'mcp:tools:call mcp:tools:list';
+// The scopes a client may get for an MCP resource (it gets those it asks for): the MCP ones, and
+// the BigQuery scenario's per-tool ones, which clients obtain by step-up (403 insufficient_scope).
+const MCP_SCOPES = 'mcp:tools:call mcp:tools:list bigquery:read bigquery:write';
 
 function mcpResourceServer(indicator) {
   if (!mcpResources.includes(indicator)) {
@@ -182,12 +189,20 @@ async function buildMcpProvider(jwk) {
         getResourceServerInfo: (_ctx, indicator) => mcpResourceServer(indicator),
       },
     },
+    // A client registers with the scope of the first challenge, and steps up later (403
+    // insufficient_scope) to scopes it did not register: its registered scope is no limit.
+    extraClientMetadata: {
+      properties: ['scope'],
+      validator(_ctx, key, _value, metadata) {
+        if (key === 'scope') metadata.scope = undefined;
+      },
+    },
     pkce: { required: () => true },
     // A refresh token for every client allowed the refresh_token grant (not only with offline_access).
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
     extraTokenClaims: async (_ctx, token) => {
       const account = token.kind === 'AccessToken' ? ACCOUNTS[token.accountId] : undefined;
-      return account ? { email: account.email } : undefined;
+      return account ? { email: account.email, groups: account.groups } : undefined;
     },
     interactions: { url: (_ctx, interaction) => `${issuerPath(mcpIssuer)}/interaction/${interaction.uid}` },
   });

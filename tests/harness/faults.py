@@ -6,6 +6,7 @@
                 (`--restart-epoch`, same `--base-id`)
   raw_request   one HTTP/1.1 request written byte for byte (odd spacing, repeated or non-UTF-8
                 headers) on its own connection
+  abandoned_request  one request whose client resets the connection (when the test says)
   wasm_failures the lines of Envoy's log that show the VM panicked or a proxy_on_* call failed
 
 The test STS's faults are `StsFault` values (sts_fault.py), which it reads itself.
@@ -16,9 +17,12 @@ from __future__ import annotations
 import json
 import re
 import socket
+import struct
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,7 +198,7 @@ def raw_request(port: int, headers: list[tuple[bytes, bytes]], *, path: bytes = 
     with socket.create_connection((LOOPBACK, port), timeout=timeout) as s:
         s.sendall(b"\r\n".join(lines) + b"\r\n\r\n")
         data = b""
-        while True:
+        while not _complete(data):
             chunk = s.recv(65536)
             if not chunk:
                 break
@@ -206,6 +210,33 @@ def raw_request(port: int, headers: list[tuple[bytes, bytes]], *, path: bytes = 
     if "chunked" in ",".join(response.header("transfer-encoding")).lower():
         response.body = _dechunk(body)
     return response
+
+
+@contextmanager
+def abandoned_request(port: int, headers: list[tuple[bytes, bytes]], *, path: bytes = b"/echo") -> Iterator[None]:
+    """One request whose client goes away: the request is written on entry; when the block ends
+    the connection is reset (RST, no answer read), as a client that gives up or an attacker does.
+    The block is where the test waits for what the request started (e.g. a key refetch)."""
+    lines = [b"GET " + path + b" HTTP/1.1", b"host: " + LOOPBACK.encode()]
+    lines += [name + b":" + value for name, value in headers]
+    with socket.create_connection((LOOPBACK, port), timeout=5) as s:
+        s.sendall(b"\r\n".join(lines) + b"\r\n\r\n")
+        yield
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
+
+
+def _complete(data: bytes) -> bool:
+    """Whether `data` holds a whole response, so reading can stop before Envoy closes the
+    connection (it may wait a second to close after an error answer)."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    fields = [line.partition(b":") for line in head.lower().split(b"\r\n")[1:]]
+    values = {name.strip(): value.strip() for name, _, value in fields}
+    if b"chunked" in values.get(b"transfer-encoding", b""):
+        return body.endswith(b"0\r\n\r\n")
+    length = values.get(b"content-length")
+    return length is not None and length.isdigit() and len(body) >= int(length)
 
 
 def _dechunk(body: bytes) -> bytes:

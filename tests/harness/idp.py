@@ -7,7 +7,8 @@ It runs in-process on a background thread (ThreadingHTTPServer) and serves:
           `resource` parameter becomes the token's `aud` (else the IdP's default audience)
 
 Tests also sign arbitrary tokens directly with `mint()`, rotate keys, count JWKS
-fetches and make /jwks fail (500) or hang.
+fetches, make /jwks fail (500) or hang, and change the discovery document
+(`discovery_overrides`: another issuer, a jwks_uri elsewhere).
 """
 
 from __future__ import annotations
@@ -129,6 +130,8 @@ class IdentityProvider(LoopbackService):
         self.token_requests = 0
         self.last_jwks_fetch: float | None = None  # time.monotonic() of the latest /jwks hit
         self.minted: list[str] = []  # every token handed out, so tests can prove none is logged
+        # Members of the discovery document replaced (None removes one), e.g. another `issuer`.
+        self.discovery_overrides: dict[str, Any] = {}
 
         self._jwks_mode = "ok"
         self._release = threading.Event()
@@ -245,7 +248,8 @@ class IdentityProvider(LoopbackService):
     # ---- HTTP ------------------------------------------------------------------------------
 
     def discovery_document(self) -> dict[str, Any]:
-        return {
+        """The OpenID configuration, with `discovery_overrides` applied."""
+        document = {
             "issuer": self.issuer,
             "jwks_uri": self.jwks_uri,
             "token_endpoint": self.token_endpoint,
@@ -255,6 +259,12 @@ class IdentityProvider(LoopbackService):
             "id_token_signing_alg_values_supported": sorted({k.alg for k in self._keys.values()}),
             "scopes_supported": ["mcp:tools:call", "mcp:tools:list"],
         }
+        for name, value in self.discovery_overrides.items():
+            if value is None:
+                document.pop(name, None)
+            else:
+                document[name] = value
+        return document
 
     def _handle_get(self, req: JsonHandler) -> None:
         path = urllib.parse.urlsplit(req.path).path

@@ -7,6 +7,13 @@ Tools: `whoami` (the identity headers the server received), `add(a, b)`, and
 `query_backend(url=None, method="GET")`, which calls a backend API with the `Authorization` header
 this server received (with token exchange: the backend token the filter put there) and returns
 the backend's answer; `url` defaults to `--backend-url`.
+The BigQuery scenario (per-tool authorization): the tools `query_users`, `list_datasets` and
+`drop_table(table)`, each answering with the claims of the backend token it received
+(`backend_token`, see `bearer_claims`), the prompts `summarize_dataset` and `admin_runbook`, and
+the resources `file:///data/report.txt` and `file:///etc/passwd`.
+`--json-response` answers every POST with application/json; by default the SDK answers legacy
+(2025-11-25) requests with text/event-stream, and 2026-07-28 ones with JSON unless a tool
+streams.
 Extra HTTP routes on the same port:
   GET /healthz      -> 200 (the filter's bypass path in the standard config)
   GET /_test/seen   -> headers of every request received so far (call it directly, not via Envoy)
@@ -20,10 +27,12 @@ import argparse
 import os
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.transport_security import TransportSecuritySettings
@@ -38,11 +47,69 @@ MARKER_HEADER = "x-test-marker"
 SEEN_PATH = "/_test/seen"
 
 
-def build_app(backend_url: str | None = None, allowed_hosts: list[str] | None = None) -> Any:
+def bearer_claims(headers: Mapping[str, str] | None) -> dict[str, Any]:
+    """What a tool reports about the backend token it received (unverified: the filter and the
+    STS vouch for it): whether there was one, its issuer, audience, subject and scopes (`scp` or
+    `scope`, as a list); an opaque token has no claims."""
+    authorization = (headers or {}).get("authorization")
+    if authorization is None:
+        return {"present": False}
+    token = authorization.removeprefix("Bearer ")
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return {"present": True, "opaque": True}
+    scopes = claims.get("scp", claims.get("scope", []))
+    return {"present": True, "iss": claims.get("iss"), "aud": claims.get("aud"), "sub": claims.get("sub"),
+            "scopes": scopes.split() if isinstance(scopes, str) else scopes}
+
+
+def add_bigquery_scenario(server: MCPServer) -> None:
+    """Tools, prompts and resources of the seed scenario: read tools, a write tool, secrets."""
+
+    @server.tool()
+    def query_users(ctx: Context, limit: int = 2) -> dict[str, Any]:
+        """Read rows of the users table (a read tool)."""
+        rows = [{"id": 1, "name": "ada"}, {"id": 2, "name": "grace"}, {"id": 3, "name": "edsger"}]
+        return {"tool": "query_users", "rows": rows[:limit], "backend_token": bearer_claims(ctx.headers)}
+
+    @server.tool()
+    def list_datasets(ctx: Context) -> dict[str, Any]:
+        """List the datasets (a read tool)."""
+        return {"tool": "list_datasets", "datasets": ["analytics", "sales"],
+                "backend_token": bearer_claims(ctx.headers)}
+
+    @server.tool()
+    def drop_table(ctx: Context, table: str) -> dict[str, Any]:
+        """Drop a table (a write tool: for database administrators)."""
+        return {"tool": "drop_table", "dropped": table, "backend_token": bearer_claims(ctx.headers)}
+
+    @server.prompt()
+    def summarize_dataset(dataset: str) -> str:
+        """Ask for a summary of a dataset."""
+        return f"Summarize the dataset {dataset}."
+
+    @server.prompt()
+    def admin_runbook() -> str:
+        """The administrators' runbook."""
+        return "Runbook: rotate the service account keys."
+
+    @server.resource("file:///data/report.txt", mime_type="text/plain")
+    def report() -> str:
+        return "quarterly report"
+
+    @server.resource("file:///etc/passwd", mime_type="text/plain")
+    def passwd() -> str:
+        return "root:x:0:0:root:/root:/bin/sh"
+
+
+def build_app(backend_url: str | None = None, allowed_hosts: list[str] | None = None,
+              json_response: bool = False) -> Any:
     """The Starlette app: MCP endpoint + test routes, wrapped by a header recorder.
 
     `allowed_hosts`: Host header values accepted besides loopback ones (the SDK's DNS-rebinding
-    protection), e.g. ["mcp.example.com"] when Envoy forwards a public host name."""
+    protection), e.g. ["mcp.example.com"] when Envoy forwards a public host name.
+    `json_response`: answer every POST with application/json, never text/event-stream."""
     server = MCPServer("mcp-auth-filter test upstream")
     seen: list[dict[str, Any]] = []
     seen_lock = threading.Lock()
@@ -79,6 +146,8 @@ def build_app(backend_url: str | None = None, allowed_hosts: list[str] | None = 
             body = response.text
         return {"status": response.status_code, "body": body, "authorization_sent": authorization is not None}
 
+    add_bigquery_scenario(server)
+
     @server.custom_route("/healthz", methods=["GET", "HEAD"])
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -99,7 +168,8 @@ def build_app(backend_url: str | None = None, allowed_hosts: list[str] | None = 
         security = TransportSecuritySettings(
             allowed_hosts=loopback + [h for name in allowed_hosts for h in (name, f"{name}:*")],
             allowed_origins=[f"{scheme}://{h}" for h in loopback + allowed_hosts for scheme in ("http", "https")])
-    app = server.streamable_http_app(streamable_http_path="/mcp", host=LOOPBACK, transport_security=security)
+    app = server.streamable_http_app(streamable_http_path="/mcp", host=LOOPBACK, transport_security=security,
+                                     json_response=json_response)
 
     async def recording_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         # Record raw header pairs (duplicates kept) before anything else can alter them.
@@ -127,16 +197,21 @@ class McpUpstream(ManagedProcess):
     name = "MCP upstream"
 
     def __init__(self, port: int | None = None, log_path: Path | None = None,
-                 backend_url: str | None = None, allowed_hosts: list[str] | None = None) -> None:
+                 backend_url: str | None = None, allowed_hosts: list[str] | None = None,
+                 json_response: bool = False) -> None:
+        """`json_response`: answer with application/json only (default: the SDK's choice, SSE
+        for legacy requests)."""
         self.port = port or free_port()
         self.backend_url = backend_url
         self.allowed_hosts = allowed_hosts or []
+        self.json_response = json_response
         self.url = f"http://{LOOPBACK}:{self.port}"
         super().__init__(log_path=log_path, cwd=TESTS_DIR, environment={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def command(self) -> list[str]:
         backend = ["--backend-url", self.backend_url] if self.backend_url else []
         backend += [arg for host in self.allowed_hosts for arg in ("--allowed-host", host)]
+        backend += ["--json-response"] if self.json_response else []
         return [sys.executable, "-m", "harness.mcp_upstream", "--port", str(self.port), *backend]
 
     def is_ready(self) -> bool:
@@ -160,8 +235,11 @@ def main() -> None:
     parser.add_argument("--host", default=LOOPBACK, help="address to listen on (0.0.0.0 in a container)")
     parser.add_argument("--allowed-host", action="append", default=[],
                         help="a Host header value to accept besides loopback ones (repeatable)")
+    parser.add_argument("--json-response", action="store_true",
+                        help="answer every POST with application/json (default: SSE for legacy requests)")
     args = parser.parse_args()
-    uvicorn.run(build_app(args.backend_url, args.allowed_host), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(build_app(args.backend_url, args.allowed_host, args.json_response), host=args.host, port=args.port,
+                log_level="warning")
 
 
 if __name__ == "__main__":

@@ -201,8 +201,9 @@ def new_login(server_url: str, *, transport: httpx2.AsyncBaseTransport | None = 
 @asynccontextmanager
 async def oauth_mcp_session(login: OAuthLogin, server_url: str, *, headers: dict[str, str] | None = None,
                             transport: httpx2.AsyncBaseTransport | None = None,
-                            timeout: float = 20) -> AsyncIterator[Client]:
-    """An initialized MCP session whose HTTP client authenticates with `login`'s provider."""
+                            timeout: float = 20, mode: str = "legacy") -> AsyncIterator[Client]:
+    """An initialized MCP session whose HTTP client authenticates with `login`'s provider
+    (`mode`: the SDK's, "legacy" for the initialize handshake, "auto" for 2026-07-28)."""
 
     async def record(response: httpx2.Response) -> None:
         request = response.request
@@ -212,7 +213,7 @@ async def oauth_mcp_session(login: OAuthLogin, server_url: str, *, headers: dict
     async with (
         httpx2.AsyncClient(auth=login.provider, headers=headers or {}, transport=transport,
                            timeout=httpx2.Timeout(timeout), event_hooks={"response": [record]}) as http,
-        Client(streamable_http_client(server_url, http_client=http), mode="legacy",
+        Client(streamable_http_client(server_url, http_client=http), mode=mode,
                read_timeout_seconds=timeout) as client,
     ):
         yield client

@@ -17,6 +17,9 @@ that stays fixed across stop()/start() (so a stop looks like an outage), and ser
   GET  /jwks          the STS's own public key, to verify the JWTs it issues.
   GET  /.well-known/oauth-authorization-server
 
+A subclass serves another flavour besides these by adding its path to `token_endpoints()`
+(entra_obo.py: Entra ID's on-behalf-of endpoint).
+
 Every token-endpoint call is recorded (`calls`) for assertions. `set_fault()` makes the STS
 misbehave (an `StsFault`, see sts_fault.py: an error status, a late or raw answer, a good answer
 with members changed, odd headers); `clear_fault()` makes it answer correctly again.
@@ -31,7 +34,7 @@ import secrets
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +93,10 @@ class ExchangeCall:
     @property
     def ok(self) -> bool:
         return self.status == 200 and self.issued_token is not None
+
+
+# One flavour of token endpoint: (the call's record, the form, the Authorization header) -> the answer.
+Exchange = Callable[[ExchangeCall, dict[str, str], str | None], dict[str, Any]]
 
 
 class OAuthError(Exception):
@@ -228,7 +235,8 @@ class SecurityTokenService(LoopbackService):
         with self._lock:
             fault, stopping = self._fault, self._stopping
         path = urllib.parse.urlsplit(req.path).path
-        if path not in (OAUTH_TOKEN_PATH, GOOGLE_TOKEN_PATH):
+        exchange = self.token_endpoints().get(path)
+        if exchange is None:
             req.reply(404, {"error": "not_found"}, dict(fault.headers))
             return
         raw = req.read_body().decode("utf-8", errors="replace")
@@ -245,17 +253,17 @@ class SecurityTokenService(LoopbackService):
             self._reply_instead(req, call, fault.answer, fault.headers)
             return
         try:
-            form = self._form(pairs)
-            if path == GOOGLE_TOKEN_PATH:
-                body = self._google_exchange(call, form, req.headers.get("authorization"))
-            else:
-                body = self._oauth_exchange(call, form, req.headers.get("authorization"))
+            body = exchange(call, self._form(pairs), req.headers.get("authorization"))
         except OAuthError as e:
             call.status, call.error = e.status, e.error
             req.reply(e.status, e.body(), {"cache-control": "no-store", **e.headers, **fault.headers})
             return
         call.status = 200
         req.reply(200, fault.patch_answer(body), {"cache-control": "no-store", "pragma": "no-cache", **fault.headers})
+
+    def token_endpoints(self) -> dict[str, Exchange]:
+        """The token endpoints served, by path (a subclass adds its own flavour)."""
+        return {OAUTH_TOKEN_PATH: self._oauth_exchange, GOOGLE_TOKEN_PATH: self._google_exchange}
 
     @staticmethod
     def _reply_instead(req: JsonHandler, call: ExchangeCall, answer: tuple[int, Body],

@@ -1,5 +1,6 @@
 """How the test STS misbehaves: one value, `StsFault`, that the STS reads at the start of every
-token-endpoint call (both flavours). `StsFault()` is no fault: the answer RFC 8693 calls for.
+token-endpoint call (every flavour). `StsFault()` is no fault: the answer RFC 8693 calls for.
+The test introspection endpoint (introspection.py) reads the same faults.
 
   delay    seconds to wait before answering; stopping the STS meanwhile ends the call with no
            answer at all

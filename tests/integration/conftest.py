@@ -8,13 +8,16 @@ A module changes its stack by overriding the fixture that says what it needs:
   backend_issuer who issues the tokens the backend accepts (default: the module's STS)
   plugin_config  / `idp` / `envoy_options`, for anything else.
 Tests that need several differently configured stacks use the `make_idp` / `make_envoy` /
-`make_sts` / `make_backend` factories. Modules whose tests break things opt into the after-test
-checks with `pytestmark = pytest.mark.usefixtures("sts_restored")` (or "vm_never_fails").
+`make_sts` / `make_backend` factories; several filter instances in one Envoy (same `vm_id`),
+`make_multi_envoy`. Modules whose tests break things opt into the after-test checks with
+`pytestmark = pytest.mark.usefixtures("sts_restored")` (or "vm_never_fails", which checks every
+Envoy the module made).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,6 +37,7 @@ from harness import (
 )
 from harness.backend import TokenIssuer
 from harness.dev_as import DevAuthorizationServer
+from harness.envoy_multi import FilterInstance, MultiEnvoy
 from harness.exchange import OKTA, ExchangeProfile
 from harness.faults import wasm_failures
 from harness.sts import DEFAULT_CLIENT_SECRET
@@ -104,24 +108,49 @@ def make_backend() -> Iterator[Callable[..., BackendApi]]:
 
 
 @pytest.fixture(scope="module")
-def make_envoy(upstream: McpUpstream, tmp_path_factory: pytest.TempPathFactory,
-               request: pytest.FixtureRequest) -> Iterator[Callable[..., Envoy]]:
+def envoys_made() -> Iterator[list[Envoy]]:
+    """Every Envoy the module's factories made (in order); all are stopped at module end."""
+    made: list[Envoy] = []
+    yield made
+    for envoy in made:
+        envoy.stop()
+
+
+def _envoy_workdir(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    return tmp_path_factory.mktemp(f"envoy-{request.module.__name__.rpartition('.')[2]}")
+
+
+@pytest.fixture(scope="module")
+def make_envoy(upstream: McpUpstream, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest,
+               envoys_made: list[Envoy]) -> Callable[..., Envoy]:
     """Factory: `make_envoy(plugin_config, idp_port=..., listener_port=..., **options)` -> an
     Envoy, not yet started (call .start() or .run_expecting_exit()); all are stopped at module
-    end. `options` go to `Envoy` (example=, clusters=, env=, vm_env=)."""
-    made: list[Envoy] = []
-    prefix = request.module.__name__.rpartition(".")[2]
+    end. `options` go to `Envoy` (example=, clusters=, env=, vm_env=, config_patch=)."""
 
     def make(plugin_config: dict[str, Any], *, idp_port: int, listener_port: int | None = None,
              **options: Any) -> Envoy:
-        envoy = Envoy(plugin_config, workdir=tmp_path_factory.mktemp(f"envoy-{prefix}"),
+        envoy = Envoy(plugin_config, workdir=_envoy_workdir(tmp_path_factory, request),
                       upstream_port=upstream.port, idp_port=idp_port, listener_port=listener_port, **options)
-        made.append(envoy)
+        envoys_made.append(envoy)
         return envoy
 
-    yield make
-    for envoy in made:
-        envoy.stop()
+    return make
+
+
+@pytest.fixture(scope="module")
+def make_multi_envoy(upstream: McpUpstream, tmp_path_factory: pytest.TempPathFactory,
+                     request: pytest.FixtureRequest, envoys_made: list[Envoy]) -> Callable[..., MultiEnvoy]:
+    """Factory: `make_multi_envoy(instances, clusters={...}, **options)` -> one Envoy running
+    every `FilterInstance` on a listener of its own, same vm_id (harness/envoy_multi.py); not yet
+    started; all are stopped at module end. `options` go to `MultiEnvoy` (example=, env=, ...)."""
+
+    def make(instances: list[FilterInstance], *, clusters: dict[str, int], **options: Any) -> MultiEnvoy:
+        envoy = MultiEnvoy(instances, workdir=_envoy_workdir(tmp_path_factory, request),
+                           upstream_port=upstream.port, clusters=clusters, **options)
+        envoys_made.append(envoy)
+        return envoy
+
+    return make
 
 
 # ---- the default stack of a module ---------------------------------------------------------
@@ -247,8 +276,11 @@ def dev_as(resource: str, sts_secret: str,
 # ---- after-test checks -----------------------------------------------------------------------
 
 @pytest.fixture
-def vm_never_fails(envoy: Envoy) -> Iterator[None]:
-    """After the test, the module's Envoy log shows no VM panic and no failed proxy_on_* call."""
+def vm_never_fails(envoys_made: list[Envoy]) -> Iterator[None]:
+    """After the test, what the test added to the log of every Envoy the module made (its
+    `envoy` included) shows no VM panic and no failed proxy_on_* call."""
+    seen = {id(envoy): len(envoy.log_text()) for envoy in envoys_made}
     yield
-    failures = wasm_failures(envoy.log_text())
-    assert not failures, "the filter's VM failed:\n" + "\n".join(failures[:5])
+    for envoy in envoys_made:
+        failures = wasm_failures(envoy.log_text()[seen.get(id(envoy), 0):])
+        assert not failures, f"the filter's VM failed in {envoy.log_path}:\n" + "\n".join(failures[:5])

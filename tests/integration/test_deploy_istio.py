@@ -132,7 +132,10 @@ def test_callout_clusters_are_istio_clusters_of_service_entries(name: str) -> No
         # HTTP here: the callout is plain HTTP, and the sidecar originates TLS (DestinationRule).
         assert entry_port["protocol"] == "HTTP"
         (rule,) = [r for r in rules if r["spec"]["host"] == host]
-        assert rule["spec"]["trafficPolicy"]["tls"] == {"mode": "SIMPLE", "sni": host}
+        # TLS origination that verifies the server: SNI, a CA bundle, and the host's name.
+        assert rule["spec"]["trafficPolicy"]["tls"] == {"mode": "SIMPLE", "sni": host,
+                                                        "caCertificates": "/etc/ssl/certs/ca-certificates.crt",
+                                                        "subjectAltNames": [host]}
 
 
 def test_gateway_routes_the_resource_host_to_the_mcp_server() -> None:

@@ -25,6 +25,8 @@ UNAVAILABLE = {"error": "temporarily_unavailable", "error_description": "signing
 CLIENT_TIMEOUT = 10  # no request may take longer: the filter must answer within its own deadlines
 DEADLINE = 15  # for recovery and for refreshes to be seen
 
+pytestmark = pytest.mark.usefixtures("vm_never_fails")
+
 
 def _config(port: int, idp: ScriptedIdp) -> dict[str, Any]:
     config = standard_plugin_config(envoy_port=port, idp_port=idp.port)

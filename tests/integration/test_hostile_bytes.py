@@ -29,6 +29,8 @@ from harness.sts_fault import StsFault
 
 CLIENT_TIMEOUT = 8  # the bound for "never hangs"
 
+pytestmark = pytest.mark.usefixtures("vm_never_fails")
+
 @pytest.fixture
 def stack(make_envoy: Callable[..., Envoy]) -> Iterator[Any]:
     made: list[Any] = []

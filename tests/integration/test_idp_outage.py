@@ -6,12 +6,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from harness import Envoy, IdentityProvider, free_port, provider, resource_url, standard_plugin_config, wait_until
 from harness.checks import bearer, echoed, json_body
 
 UNAVAILABLE = {"error": "temporarily_unavailable", "error_description": "signing keys unavailable"}
 RECOVERY_DEADLINE = 15  # seconds; failed_refetch_duration is 1s
+
+pytestmark = pytest.mark.usefixtures("vm_never_fails")
 
 
 def _stack(make_idp: Callable[..., IdentityProvider], make_envoy: Callable[..., Envoy], *,

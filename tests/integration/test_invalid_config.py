@@ -36,12 +36,23 @@ def _two_key_sources(config: dict[str, Any]) -> None:
     provider(config)["local_jwks"] = {"inline_string": '{"keys":[]}'}
 
 
+def _encoded_bypass_prefix(config: dict[str, Any]) -> None:
+    config["bypass_paths"] = [{"exact": "/healthz"}, {"prefix": "/public/%2e%2e/"}]
+
+
+def _dotted_bypass_path(config: dict[str, Any]) -> None:
+    config["bypass_paths"] = [{"exact": "/public/../healthz"}]
+
+
 CASES = [
     ("missing-resource", _without_resource, "resource: "),
     ("relative-uri", _relative_jwks_uri, "providers.test_idp.remote_jwks.http_uri.uri: "),
     ("uri-with-spaces", _jwks_uri_with_spaces, "providers.test_idp.remote_jwks.http_uri.uri: "),
     ("bad-duration", _bad_duration, "providers.test_idp.remote_jwks.cache_duration: "),
     ("two-key-sources", _two_key_sources, "providers.test_idp"),
+    # A bypass rule must be a plain path: request paths that are not never match one.
+    ("encoded-bypass-prefix", _encoded_bypass_prefix, "bypass_paths[1]: "),
+    ("dotted-bypass-path", _dotted_bypass_path, "bypass_paths[0]: "),
 ]
 
 

@@ -34,7 +34,7 @@ def test_mcp_session_with_valid_token(envoy: Envoy, idp: IdentityProvider, upstr
     result = anyio.run(_run_session, f"{envoy.url}/mcp", headers)
 
     assert result["protocol_version"]  # initialize completed
-    assert result["tools"] == {"whoami", "add", "query_backend"}
+    assert result["tools"] == {"whoami", "add", "query_backend", "query_users", "list_datasets", "drop_table"}
     assert result["whoami"] == {"sub": "session-user-1", "email": "session-user-1@example.com",
                                 "authorization_present": False}
     assert result["add"] == {"result": 42}

@@ -72,7 +72,7 @@ def test_counters(http: httpx.Client, envoy: Envoy, idp: IdentityProvider) -> No
     assert http.get("/healthz").status_code == 200
     assert http.get("/.well-known/oauth-protected-resource").status_code == 200
 
-    for name in ("mcp_auth.allowed", "mcp_auth.denied", "mcp_auth.denied.missing_token",
+    for name in ("mcp_auth.allowed", "mcp_auth.denied.missing_token",
                  "mcp_auth.bypassed", "mcp_auth.metadata_served"):
         envoy.wait_for_counter(name, before.get(name, 0) + 1)
     after = envoy.stats()
