@@ -1,233 +1,117 @@
-"""`make bench`: every case side by side in one Envoy, one run, ratios printed.
+"""`make bench`: every case side by side, one run, ratios printed.
 
-One Envoy (`--concurrency 1`) holds a listener per case; all forward to the same origin, a
-`direct_response` listener of the same Envoy, so the only difference between cases is the
-authentication filter. The STS of the exchange cases is another listener of the same Envoy (a
-fault filter adds its fixed delay), so STS calls are counted by Envoy itself. wrk (one thread,
-32 connections) loads each case with a Lua script that cycles through pre-minted tokens.
-Cases are interleaved within each round so that drift on a shared machine hits all of them;
-each measurement follows a warm-up, and the median of the rounds is reported.
+Three Envoys, the same binary, each case a listener; every case forwards to the same origin, a
+`direct_response` listener of its Envoy, so the only difference between cases is the filter.
+wrk (one thread, 32 connections) loads each case with a Lua script that cycles through
+pre-minted tokens. Cases are interleaved within each round so that drift on a shared machine
+hits all of them; each measurement follows a warm-up, and the median of the rounds is reported.
 
-Cases (issue 5), plus a floor:
-  0 wasm_noop        a proxy-wasm filter that does nothing (tests/bench/noop-filter): what any
-                     wasm filter costs in Envoy, before it does any work
-  1 plain            plain Envoy proxy, no authentication (the physical limit)
-  2 jwt_authn        Envoy jwt_authn, same JWKS, no JWT cache
-  3 jwt_authn_cache  Envoy jwt_authn with jwt_cache_config
-  4 cold             our filter, verification only, verified-token cache off, a pool of
-                     distinct tokens: every request pays a full RS256 verification
-  5 warm             our filter, verification only, one token (verified-token cache hit)
-  6 exchange_warm    our filter with token exchange, one token (exchanged token cached)
-  7 exchange_cold    our filter with token exchange, distinct users, STS answering after a
-                     fixed delay: STS calls vs requests are reported
+* The main Envoy (`--concurrency 1`, log level warn: no audit lines):
+    plain             plain Envoy proxy, no authentication (the physical limit)
+    wasm_noop         a proxy-wasm filter that does nothing: the price of being a wasm filter
+    probe_<x>         the no-op filter doing only host call <x> (map, header, remove, set,
+                      metrics, sha256, time; all = what our warm path does): the warm cost by cause
+    jwt_authn[_cache] Envoy jwt_authn on RS256, without / with its JWT cache
+    cold / warm       ours on RS256, verified-token cache off (every request verified) / one token
+    exchange_warm     ours with token exchange, the exchanged token cached
+    exchange_cold     ours with token exchange, distinct users, STS answering after a delay
+    jwt_authn_es256, cold_es256, jwt_authn_eddsa, cold_eddsa   the same on ES256 and EdDSA
+    mcp_none / mcp_rules   a 1 KB MCP tools/call POST, without / with the MCP gate (10 rules)
+* The audit Envoy (`--concurrency 1`, the wasm component at info): warm with its audit line.
+* The two-worker Envoy (`--concurrency 2`), run after the others: a cold burst of distinct users
+  through remote keys and an exchange (STS calls per user, key fetches for the whole Envoy), then
+  a burst of tokens with an unknown `kid` (one refetch for the whole Envoy).
 
-Then the memory phase: 100,000 distinct users' tokens through the exchange listener (both
-caches at their default bounds), Envoy's resident memory sampled as they go.
+Then the memory phase: 100,000 distinct users' tokens through the main Envoy's exchange listener.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
-from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))  # the bench's own modules (this file runs as a script)
+sys.path.insert(0, str(BENCH.parent))  # the rig's `harness` package
+import bench_envoy as ev  # noqa: E402 - importable only once the paths are set
+from bench_load import write_scripts, wrk  # noqa: E402 - as above
+from bench_tokens import SigningKey, mint, new_key  # noqa: E402 - as above
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))  # the rig's `harness` package (this file runs as a script)
-from harness.faults import memory_kib  # noqa: E402 - importable only once tests/ is on the path
+from harness.faults import memory_kib  # noqa: E402 - as above
 from harness.process import ManagedProcess  # noqa: E402 - as above
 
-WASM = REPO / "target/wasm32-wasip1/release/mcp_auth_filter.wasm"
-NOOP_WASM = REPO / "tests/bench/noop-filter/target/wasm32-wasip1/release/noop_filter.wasm"
-ENVOY = REPO / ".venv/bin/envoy"
-ISSUER = "https://idp.bench.example"
-RESOURCE = "https://mcp.bench.example/mcp"
-CASES = ["wasm_noop", "plain", "jwt_authn", "jwt_authn_cache", "cold", "warm", "exchange_warm", "exchange_cold"]
-LABELS = {
-    "wasm_noop": "0 wasm filter that does nothing",
-    "plain": "1 plain Envoy proxy",
-    "jwt_authn": "2 Envoy jwt_authn, no cache",
-    "jwt_authn_cache": "3 Envoy jwt_authn, jwt_cache_config",
-    "cold": "4 ours, cold (every request verified)",
-    "warm": "5 ours, warm (verified-token cache)",
-    "exchange_warm": "6 ours + exchange, warm",
-    "exchange_cold": "7 ours + exchange, cold, STS delay",
-}
-WRK_SCRIPT = """
-local tokens = {}
-for line in io.lines(os.getenv("BENCH_TOKENS")) do tokens[#tokens + 1] = line end
-local i = 0
-request = function()
-  i = i + 1
-  if i > #tokens then i = 1 end
-  return wrk.format("GET", "/", {["Authorization"] = "Bearer " .. tokens[i]})
-end
-"""
+ENVOY = ev.REPO / ".venv/bin/envoy"
+PROBES = ["map", "header", "remove", "set", "metrics", "sha256", "time"]
+# What our warm path does, probe by probe (one header map read, three removals, one header set,
+# two counters, the token's SHA-256, the clock).
+WARM_PATH_PROBES = "map,remove,set,metrics,sha256,time"
 
 
-# --- tokens ------------------------------------------------------------------------------
-
-_KEY: rsa.RSAPrivateKey | None = None  # each minting worker's copy of the signing key
-
-
-def _init_worker(pem: bytes) -> None:
-    global _KEY
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    key = load_pem_private_key(pem, password=None)
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise TypeError("the bench signs with an RSA key")
-    _KEY = key
+@dataclass(frozen=True)
+class Case:
+    name: str
+    label: str
+    filters: list[dict[str, Any]]
+    tokens: str  # which token file
+    method: str = "GET"
+    envoy: str = "main"
 
 
-def _mint_range(args: tuple[str, int, int]) -> list[str]:
-    prefix, start, count = args
-    if _KEY is None:
-        raise RuntimeError("minting worker started without its key")
-    key = _KEY
-    exp = int(time.time()) + 3 * 3600
+def cases(keys: dict[str, SigningKey]) -> list[Case]:
+    rsa, es, ed = keys["RS256"].jwks, keys["ES256"].jwks, keys["EdDSA"].jwks
+    probe_cases = [Case(f"probe_{p}", f"no-op filter + {p}", [ev.probe(f"probe_{p}", p)], "one") for p in PROBES]
     return [
-        jwt.encode({"iss": ISSUER, "aud": RESOURCE, "sub": f"{prefix}-{i}", "exp": exp, "iat": exp - 3 * 3600},
-                   key, algorithm="RS256", headers={"kid": "bench-rsa"})
-        for i in range(start, start + count)
+        Case("plain", "plain Envoy proxy", [], "one"),
+        Case("wasm_noop", "wasm filter that does nothing", [ev.probe("wasm_noop", "")], "one"),
+        *probe_cases,
+        Case("probe_all", "no-op filter + our warm path's host calls", [ev.probe("probe_all", WARM_PATH_PROBES)],
+             "one"),
+        Case("jwt_authn", "Envoy jwt_authn RS256, no cache", [ev.jwt_authn(rsa, cache=False)], "one"),
+        Case("jwt_authn_cache", "Envoy jwt_authn RS256, jwt_cache_config", [ev.jwt_authn(rsa, cache=True)], "one"),
+        Case("cold", "ours RS256, cold (every request verified)", [ev.ours("cold", ev.plugin(rsa, cache=0))],
+             "cold"),
+        Case("warm", "ours, warm (verified-token cache)", [ev.ours("warm", ev.plugin(rsa))], "one"),
+        Case("exchange_warm", "ours + exchange, warm", [ev.ours("exchange_warm", ev.plugin(rsa, sts="sts"))], "one"),
+        Case("exchange_cold", "ours + exchange, cold, STS delay",
+             [ev.ours("exchange_cold", ev.plugin(rsa, sts="sts"))], "users"),
+        Case("jwt_authn_es256", "Envoy jwt_authn ES256, no cache", [ev.jwt_authn(es, cache=False)], "cold_es256"),
+        Case("cold_es256", "ours ES256, cold", [ev.ours("cold_es256", ev.plugin(es, cache=0))], "cold_es256"),
+        Case("jwt_authn_eddsa", "Envoy jwt_authn EdDSA, no cache", [ev.jwt_authn(ed, cache=False)], "cold_eddsa"),
+        Case("cold_eddsa", "ours EdDSA, cold", [ev.ours("cold_eddsa", ev.plugin(ed, cache=0))], "cold_eddsa"),
+        Case("mcp_none", "ours, 1 KB tools/call, no MCP gate", [ev.ours("mcp_none", ev.plugin(rsa))], "mcp", "POST"),
+        Case("mcp_rules", "ours, 1 KB tools/call, MCP gate, 10 rules",
+             [ev.ours("mcp_rules", ev.plugin(rsa, mcp=ev.mcp_rules(10)))], "mcp", "POST"),
+        Case("warm_audit", "ours, warm, audit line at info", [ev.ours("warm_audit", ev.plugin(rsa))], "one",
+             envoy="audit"),
     ]
 
-
-def mint(pem: bytes, prefix: str, count: int) -> list[str]:
-    """Distinct RS256 tokens, minted on every core."""
-    workers = os.cpu_count() or 1
-    chunk = max(1, -(-count // (workers * 8)))
-    jobs = [(prefix, start, min(chunk, count - start)) for start in range(0, count, chunk)]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(pem,)) as pool:
-        return [t for part in pool.map(_mint_range, jobs) for t in part]
-
-
-# --- Envoy configuration -------------------------------------------------------------------
-
-def jwks_of(key: rsa.RSAPrivateKey) -> str:
-    import base64
-
-    numbers = key.public_key().public_numbers()
-
-    def b64(n: int) -> str:
-        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-    return json.dumps({"keys": [{"kty": "RSA", "kid": "bench-rsa", "alg": "RS256", "use": "sig",
-                                 "n": b64(numbers.n), "e": b64(numbers.e)}]})
-
-
-def cluster(name: str, port: int) -> dict[str, Any]:
-    return {"name": name, "type": "STATIC", "connect_timeout": "1s",
-            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}
-
-
-HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-
-
-def listener(name: str, port: int, filters: list[dict[str, Any]], route: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-                "@type": HCM_TYPE,
-                "stat_prefix": name,
-                "route_config": {"virtual_hosts": [{"name": name, "domains": ["*"], "routes": [
-                    {"match": {"prefix": "/"}, **route}]}]},
-                "http_filters": filters + [{"name": "envoy.filters.http.router", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}
-
-
-def ours(vm_id: str, plugin: dict[str, Any], wasm: Path = WASM) -> dict[str, Any]:
-    return {"name": "envoy.filters.http.wasm", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-        "config": {"name": vm_id, "root_id": "mcp_auth", "fail_open": False,
-                   "vm_config": {"vm_id": vm_id, "runtime": "envoy.wasm.runtime.v8",
-                                 "code": {"local": {"filename": str(wasm)}}},
-                   "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                                     "value": json.dumps(plugin)}}}}
-
-
-def jwt_authn(jwks: str, cache: bool) -> dict[str, Any]:
-    provider = {"issuer": ISSUER, "audiences": [RESOURCE], "local_jwks": {"inline_string": jwks}, "forward": False}
-    if cache:
-        provider["jwt_cache_config"] = {"jwt_cache_size": 10000}
-    return {"name": "envoy.filters.http.jwt_authn", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-        "providers": {"bench": provider},
-        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]}}
-
-
-def envoy_config(ports: dict[str, int], jwks: str, sts_delay_ms: int) -> dict[str, Any]:
-    def plugin(cache: int, exchange: bool, sts: str = "sts") -> dict[str, Any]:
-        doc = {"resource": RESOURCE,
-               "providers": {"bench": {"issuer": ISSUER, "local_jwks": {"inline_string": jwks}}},
-               "jwt_cache_config": {"jwt_cache_size": cache}}
-        if exchange:
-            doc["token_exchange"] = {
-                "token_endpoint": {"uri": "http://sts.bench/token", "cluster": sts, "timeout": "5s"},
-                "audience": "backend", "scopes": ["backend-api:read"], "client_auth": {"method": "none"}}
-        return doc
-
-    to_origin = {"route": {"cluster": "origin"}}
-    sts_answer = json.dumps({"access_token": "backend-token", "token_type": "Bearer",
-                             "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
-                             "expires_in": 3600})
-    sts_route = {"direct_response": {"status": 200, "body": {"inline_string": sts_answer}}}
-    fault = {"name": "envoy.filters.http.fault", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
-        "delay": {"fixed_delay": f"{sts_delay_ms / 1000:.3f}s", "percentage": {"numerator": 100}}}}
-    listeners = [
-        listener("origin", ports["origin"], [], {"direct_response": {"status": 200, "body": {"inline_string": "ok"}}}),
-        listener("sts", ports["sts"], [fault], sts_route),
-        # The memory phase's STS answers at once: 100,000 users behind a delayed STS would take minutes.
-        listener("sts_fast", ports["sts_fast"], [], sts_route),
-        listener("wasm_noop", ports["wasm_noop"], [ours("wasm_noop", {}, NOOP_WASM)], to_origin),
-        listener("plain", ports["plain"], [], to_origin),
-        listener("jwt_authn", ports["jwt_authn"], [jwt_authn(jwks, cache=False)], to_origin),
-        listener("jwt_authn_cache", ports["jwt_authn_cache"], [jwt_authn(jwks, cache=True)], to_origin),
-        listener("cold", ports["cold"], [ours("cold", plugin(0, False))], to_origin),
-        listener("warm", ports["warm"], [ours("warm", plugin(10000, False))], to_origin),
-        listener("exchange_warm", ports["exchange_warm"], [ours("exchange_warm", plugin(10000, True))], to_origin),
-        listener("exchange_cold", ports["exchange_cold"], [ours("exchange_cold", plugin(10000, True))], to_origin),
-        listener("memory", ports["memory"], [ours("memory", plugin(10000, True, "sts_fast"))], to_origin),
-    ]
-    return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": ports["admin"]}}},
-            "static_resources": {"listeners": listeners,
-                                 "clusters": [cluster("origin", ports["origin"]), cluster("sts", ports["sts"]),
-                                              cluster("sts_fast", ports["sts_fast"])]}}
-
-
-# --- running -------------------------------------------------------------------------------
 
 class BenchEnvoy(ManagedProcess):
-    """The one Envoy that holds every case's listener, the origin and the STS."""
+    """One of the bench's Envoys."""
 
     name = "Envoy"
     start_timeout_seconds = 30
     stop_grace_seconds = 10
 
-    def __init__(self, config: Path, admin_port: int, log_path: Path) -> None:
+    def __init__(self, config: Path, admin_port: int, log_path: Path, concurrency: int, base_id: int,
+                 log_args: list[str]) -> None:
         super().__init__(log_path=log_path)
-        self.config = config
-        self.admin_port = admin_port
+        self.config, self.admin_port = config, admin_port
+        self.concurrency, self.base_id, self.log_args = concurrency, base_id, log_args
 
     def command(self) -> list[str]:
-        return [str(ENVOY), "-c", str(self.config), "--concurrency", "1", "--base-id", str(os.getpid() % 60000),
-                "--log-level", "warn"]
+        return [str(ENVOY), "-c", str(self.config), "--concurrency", str(self.concurrency),
+                "--base-id", str(self.base_id), *self.log_args]
 
     def is_ready(self) -> bool:
         return http_get(f"http://127.0.0.1:{self.admin_port}/ready", timeout=1)[0] == 200
@@ -252,8 +136,9 @@ def free_ports(names: list[str]) -> dict[str, int]:
     return ports
 
 
-def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 5) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
+def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 5, data: bytes | None = None,
+             ) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {}, data=data)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as r:
             return r.status, r.read()
@@ -266,33 +151,10 @@ def stats(admin: int) -> dict[str, int]:
     return {s["name"]: s.get("value", 0) for s in json.loads(body)["stats"] if "value" in s}
 
 
-def rss_kib(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of a process, in KiB."""
-    memory = memory_kib(pid)
-    return memory["VmRSS"], memory["VmHWM"]
-
-
-def wrk(port: int, tokens_file: Path, script: Path, seconds: float, connections: int = 32) -> dict[str, Any]:
-    out = subprocess.run(
-        # wrk takes whole seconds.
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script),
-         f"http://127.0.0.1:{port}/"],
-        env={**os.environ, "BENCH_TOKENS": str(tokens_file)}, capture_output=True, text=True, timeout=seconds + 60,
-    ).stdout
-
-    def ms(label: str) -> float:
-        m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        if not m:
-            return float("nan")
-        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    requests = re.search(r"(\d+) requests in", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    return {"rps": float(rps.group(1)) if rps else 0.0, "p50": ms("50"), "p99": ms("99"),
-            "requests": int(requests.group(1)) if requests else 0,
-            "non2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else ""}
+def write_tokens(work: Path, name: str, tokens: list[str]) -> Path:
+    path = work / f"{name}.txt"
+    path.write_text("\n".join(tokens) + "\n")
+    return path
 
 
 def main() -> int:
@@ -301,120 +163,230 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds before each measurement")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sts-delay-ms", type=int, default=50)
-    parser.add_argument("--users", type=int, default=1000, help="distinct users in the cold exchange case")
+    parser.add_argument("--users", type=int, default=1000, help="distinct users in the cold exchange cases")
     parser.add_argument("--memory-tokens", type=int, default=100_000)
+    parser.add_argument("--only", nargs="*", help="measure only these cases (and skip the later phases)")
     args = parser.parse_args()
 
-    for path, hint in [(WASM, "run make build"), (NOOP_WASM, "run make bench"), (ENVOY, "run make setup")]:
+    for path, hint in [(ev.WASM, "run make build"), (ev.NOOP_WASM, "run make bench"), (ENVOY, "run make setup")]:
         if not path.exists():
             print(f"bench: {path} is missing; {hint}", file=sys.stderr)
             return 1
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    from cryptography.hazmat.primitives import serialization
-
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    work = Path(tempfile.mkdtemp(prefix="mcp-auth-bench-"))
-    script = work / "tokens.lua"
-    script.write_text(WRK_SCRIPT)
-
     started = time.monotonic()
-    print(f"minting tokens (RS256, 2048-bit) on {os.cpu_count()} cores ...", flush=True)
-    one = work / "one.txt"
-    one.write_text(mint(pem, "warm-user", 1)[0] + "\n")
-    cold = work / "cold.txt"
-    cold.write_text("\n".join(mint(pem, "cold-user", 2000)) + "\n")
-    users = work / "users.txt"
-    users.write_text("\n".join(mint(pem, "exchange-user", args.users)) + "\n")
+    work = Path(tempfile.mkdtemp(prefix="mcp-auth-bench-"))
+    scripts = write_scripts(work)
+    print(f"minting tokens on {os.cpu_count()} cores ...", flush=True)
+    keys = {alg: new_key(alg) for alg in ("RS256", "ES256", "EdDSA")}
+    rsa = keys["RS256"]
+    files = {
+        "one": write_tokens(work, "one", mint(rsa, "warm-user", 1)),
+        "cold": write_tokens(work, "cold", mint(rsa, "cold-user", 2000)),
+        "users": write_tokens(work, "users", mint(rsa, "exchange-user", args.users)),
+        "burst": write_tokens(work, "burst", mint(rsa, "burst-user", args.users)),
+        "cold_es256": write_tokens(work, "cold_es256", mint(keys["ES256"], "es-user", 2000)),
+        "cold_eddsa": write_tokens(work, "cold_eddsa", mint(keys["EdDSA"], "ed-user", 2000)),
+        "mcp": write_tokens(work, "mcp", mint(rsa, "mcp-user", 1, {"scp": ["bigquery:read"]})),
+    }
+    # Signed by a key the IdP does not publish: every one asks for a refetch.
+    stranger = new_key("RS256")
+    files["unknown_kid"] = write_tokens(work, "unknown_kid", [
+        t for t in mint(SigningKey("RS256", "bench-rotated", stranger.pem, stranger.jwks), "rotated-user", 200)])
     memory_slices = []
     slice_size = max(1, -(-args.memory_tokens // 4))
     for start in range(0, args.memory_tokens, slice_size):
-        batch = work / f"memory-{start}.txt"
         count = min(slice_size, args.memory_tokens - start)
-        batch.write_text("\n".join(mint(pem, f"memory-{start}", count)) + "\n")
-        memory_slices.append((batch, count))
+        memory_slices.append((write_tokens(work, f"memory-{start}", mint(rsa, f"memory-{start}", count)), count))
     print(f"minted in {time.monotonic() - started:.0f}s", flush=True)
 
-    ports = free_ports(["admin", "origin", "sts", "sts_fast", "memory"] + CASES)
-    config = work / "envoy.json"
-    config.write_text(json.dumps(envoy_config(ports, jwks_of(key), args.sts_delay_ms)))
-    with BenchEnvoy(config, ports["admin"], work / "envoy.log") as envoy:
-        tokens_for = {"wasm_noop": one, "plain": one, "jwt_authn": one, "jwt_authn_cache": one, "cold": cold,
-                      "warm": one, "exchange_warm": one, "exchange_cold": users}
-        for case in CASES:  # every case must answer 200 before it is measured
-            first = tokens_for[case].read_text().split("\n", 1)[0]
-            status, body = http_get(f"http://127.0.0.1:{ports[case]}/", {"Authorization": f"Bearer {first}"})
+    all_cases = cases(keys)
+    selected = [c for c in all_cases if not args.only or c.name in args.only]
+    ports = free_ports(["main_admin", "main_origin", "audit_admin", "audit_origin", "sts", "sts_fast", "memory"]
+                       + [c.name for c in all_cases])
+    main_doc = ev.envoy_doc(
+        ports["main_admin"],
+        [ev.origin_listener(ports["main_origin"]), ev.sts_listener("sts", ports["sts"], args.sts_delay_ms),
+         # The memory phase's STS answers at once: 100,000 users behind a delayed STS would take minutes.
+         ev.sts_listener("sts_fast", ports["sts_fast"], 0),
+         ev.listener("memory", ports["memory"], [ev.ours("memory", ev.plugin(rsa.jwks, sts="sts_fast"))],
+                     {"route": {"cluster": "origin"}})]
+        + [ev.listener(c.name, ports[c.name], c.filters, {"route": {"cluster": "origin"}})
+           for c in all_cases if c.envoy == "main"],
+        {"origin": ports["main_origin"], "sts": ports["sts"], "sts_fast": ports["sts_fast"]})
+    audit_doc = ev.envoy_doc(
+        ports["audit_admin"],
+        [ev.origin_listener(ports["audit_origin"])]
+        + [ev.listener(c.name, ports[c.name], c.filters, {"route": {"cluster": "origin"}})
+           for c in all_cases if c.envoy == "audit"],
+        {"origin": ports["audit_origin"]})
+    (work / "main.json").write_text(json.dumps(main_doc))
+    (work / "audit.json").write_text(json.dumps(audit_doc))
+    base = os.getpid() % 20000
+    quiet = ["--log-level", "warn"]
+    audited = ["--log-level", "warn", "--component-log-level", "wasm:info"]
+    with BenchEnvoy(work / "main.json", ports["main_admin"], work / "main.log", 1, base, quiet) as main_envoy, \
+            BenchEnvoy(work / "audit.json", ports["audit_admin"], work / "audit.log", 1, base + 1, audited):
+        for case in selected:  # every case must answer 200 before it is measured
+            first = files[case.tokens].read_text().split("\n", 1)[0]
+            status, body = probe_request(ports[case.name], case, first)
             if status != 200:
-                raise RuntimeError(f"case {case} answers {status}: {body[:200]!r}")
-
-        sts_before = stats(ports["admin"]).get("http.sts.downstream_rq_total", 0)
-        results: dict[str, list[dict[str, Any]]] = {c: [] for c in CASES}
-        cold_exchange_requests = 0
+                raise RuntimeError(f"case {case.name} answers {status}: {body[:200]!r}")
+        sts_before = stats(ports["main_admin"]).get("http.sts.downstream_rq_total", 0)
+        results: dict[str, list[dict[str, Any]]] = {c.name: [] for c in selected}
         for round_no in range(1, args.rounds + 1):
             print(f"round {round_no}/{args.rounds} ...", flush=True)
-            for case in CASES:
-                wrk(ports[case], tokens_for[case], script, args.warmup)
-                results[case].append(wrk(ports[case], tokens_for[case], script, args.seconds))
-                if case == "exchange_cold":
-                    cold_exchange_requests += results[case][-1]["requests"]
-        # Warm-ups of exchange_cold also sent requests; count everything that reached it.
-        st = stats(ports["admin"])
-        sts_calls = st.get("http.sts.downstream_rq_total", 0) - sts_before
-        cold_listener_requests = st.get("http.exchange_cold.downstream_rq_total", 0)
-
-        print(f"memory phase: {args.memory_tokens} distinct users ...", flush=True)
-        memory = memory_phase(memory_slices, script, ports, envoy.running_pid())
-
-    report(results, args, sts_calls, cold_listener_requests, memory, time.monotonic() - started)
+            for case in selected:
+                script = scripts[case.method]
+                wrk(ports[case.name], files[case.tokens], script, args.warmup)
+                results[case.name].append(wrk(ports[case.name], files[case.tokens], script, args.seconds))
+        st = stats(ports["main_admin"])
+        exchange = {"sts_calls": st.get("http.sts.downstream_rq_total", 0) - sts_before,
+                    "requests": st.get("http.exchange_cold.downstream_rq_total", 0)}
+        memory: list[tuple[int, ...]] = []
+        if not args.only:
+            print(f"memory phase: {args.memory_tokens} distinct users ...", flush=True)
+            memory = memory_phase(memory_slices, scripts["GET"], ports["memory"], main_envoy.running_pid())
+    workers = {} if args.only else two_worker_phase(work, rsa, files, scripts["GET"], args, base + 2)
+    report(selected, results, args, exchange, memory, workers, time.monotonic() - started)
     return 0
 
 
-def memory_phase(slices: list[tuple[Path, int]], script: Path, ports: dict[str, int],
-                 pid: int) -> list[tuple[int, ...]]:
+def probe_request(port: int, case: Case, token: str) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"}
+    if case.method == "GET":
+        return http_get(f"http://127.0.0.1:{port}/", headers)
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "query_users", "arguments": {}}}).encode()
+    headers |= {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    return http_get(f"http://127.0.0.1:{port}/mcp", headers, data=body)
+
+
+def two_worker_phase(work: Path, rsa: SigningKey, files: dict[str, Path], script: Path, args: argparse.Namespace,
+                     base_id: int) -> dict[str, float]:
+    """A cold burst over two workers: STS calls per user, key fetches for the first load and for an unknown kid."""
+    print("two-worker phase ...", flush=True)
+    ports = free_ports(["admin", "origin", "jwks", "sts", "burst"])
+    doc = ev.envoy_doc(
+        ports["admin"],
+        [ev.origin_listener(ports["origin"]),
+         ev.listener("jwks", ports["jwks"], [], {"direct_response": {"status": 200,
+                                                                     "body": {"inline_string": rsa.jwks}}}),
+         ev.sts_listener("sts", ports["sts"], args.sts_delay_ms),
+         ev.listener("burst", ports["burst"], [ev.ours("burst", ev.plugin(sts="sts", remote_jwks_cluster="jwks"))],
+                     {"route": {"cluster": "origin"}})],
+        {"origin": ports["origin"], "jwks": ports["jwks"], "sts": ports["sts"]})
+    (work / "workers.json").write_text(json.dumps(doc))
+    quiet = ["--log-level", "warn"]
+    with BenchEnvoy(work / "workers.json", ports["admin"], work / "workers.log", 2, base_id, quiet):
+        burst = wrk(ports["burst"], files["burst"], script, max(4.0, args.users / 300))
+        st = stats(ports["admin"])
+        first_load = st.get("http.jwks.downstream_rq_total", 0)
+        sts_calls = st.get("http.sts.downstream_rq_total", 0)
+        # Tokens with a kid the IdP never published: each worker wants a refetch.
+        wrk(ports["burst"], files["unknown_kid"], script, 2.0)
+        refetches = stats(ports["admin"]).get("http.jwks.downstream_rq_total", 0) - first_load
+    return {"users": args.users, "burst_requests": burst["requests"], "burst_non2xx": burst["non2xx"],
+            "sts_calls": sts_calls, "first_load_fetches": first_load, "unknown_kid_fetches": refetches}
+
+
+def memory_phase(slices: list[tuple[Path, int]], script: Path, port: int, pid: int) -> list[tuple[int, ...]]:
     """Sends distinct users' tokens slice by slice, sampling Envoy's memory after each."""
     samples: list[tuple[int, ...]] = [(0, *rss_kib(pid))]
     sent = 0
     for batch, n in slices:
         # Long enough for every token of the slice to be sent at least once at ~1,000 req/s;
         # tokens sent again after that are cache hits.
-        result = wrk(ports["memory"], batch, script, 2.0 + n / 1000)
+        result = wrk(port, batch, script, 2.0 + n / 1000)
         sent += min(n, result["requests"])
         samples.append((sent, *rss_kib(pid), result["requests"], result["non2xx"]))
     return samples
 
 
-def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace, sts_calls: int, cold_requests: int,
-           memory: list[tuple[int, ...]], elapsed: float) -> None:
-    med = {c: {k: statistics.median(r[k] for r in results[c]) for k in ("rps", "p50", "p99")} for c in CASES}
-    bad = {c: sum(r["non2xx"] for r in results[c]) for c in CASES}
+def rss_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process, in KiB."""
+    memory = memory_kib(pid)
+    return memory["VmRSS"], memory["VmHWM"]
+
+
+def machine() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores"
+
+
+def report(selected: list[Case], results: dict[str, list[dict[str, Any]]], args: argparse.Namespace,
+           exchange: dict[str, int], memory: list[tuple[int, ...]], workers: dict[str, float],
+           elapsed: float) -> None:
+    med = {c: {k: statistics.median(r[k] for r in results[c]) for k in ("rps", "p50", "p99")} for c in results}
+    bad = {c: sum(r["non2xx"] for r in results[c]) for c in results}
     print()
     print(f"Envoy 1.40 --concurrency 1, wrk -t1 -c32, {args.rounds} rounds x {args.seconds:g}s after "
-          f"{args.warmup:g}s warm-up, medians; machine: {os.cpu_count()} cores")
+          f"{args.warmup:g}s warm-up, medians; machine: {machine()}")
     print(f"{'case':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
-    for c in CASES:
-        m = med[c]
-        print(f"{LABELS[c]:44} {m['rps']:9.0f} {m['p50']:8.2f} {m['p99']:8.2f} {bad[c]:8d}")
-    print()
-    print(f"exchange_cold: {sts_calls} STS calls for {cold_requests} requests from {args.users} distinct users "
-          f"(STS delay {args.sts_delay_ms} ms)")
-    print("memory (Envoy process, KiB): distinct tokens sent, VmRSS, VmHWM, requests, non-2xx")
-    for sample in memory:
-        print("  " + ", ".join(str(v) for v in sample))
+    for c in selected:
+        m = med[c.name]
+        print(f"{c.name + ': ' + c.label:44.44} {m['rps']:9.0f} {m['p50']:8.2f} {m['p99']:8.2f} {bad[c.name]:8d}")
+
+    def us(case: str) -> float:
+        """Microseconds of the single worker per request."""
+        rps = med.get(case, {}).get("rps", 0.0)
+        return 1e6 / rps if rps else float("nan")
+
+    if "wasm_noop" in med and "warm" in med:
+        floor = us("wasm_noop")
+        print()
+        print(f"warm path over the wasm floor: {us('warm') - floor:.1f} us per request, split by cause:")
+        for p in PROBES + ["all"]:
+            if f"probe_{p}" in med:
+                print(f"  {p:8} {us('probe_' + p) - floor:6.1f} us")
+        if "probe_all" in med:
+            print(f"  rest     {us('warm') - us('probe_all'):6.1f} us  (our own work: parse, hash lookup, decide, "
+                  "build the rewrite)")
+    if exchange.get("requests"):
+        print(f"\nexchange_cold: {exchange['sts_calls']} STS calls for {exchange['requests']} requests from "
+              f"{args.users} distinct users (STS delay {args.sts_delay_ms} ms)")
+    if workers:
+        print(f"two workers: {workers['sts_calls']} STS calls for {workers['users']} users "
+              f"({workers['burst_requests']} requests, {workers['burst_non2xx']} non-2xx); JWKS fetches: "
+              f"{workers['first_load_fetches']} for the first load, {workers['unknown_kid_fetches']} for the "
+              "unknown-kid burst")
+    if memory:
+        print("memory (Envoy process, KiB): distinct tokens sent, VmRSS, VmHWM, requests, non-2xx")
+        for sample in memory:
+            print("  " + ", ".join(str(v) for v in sample))
     print(f"bench took {elapsed:.0f}s")
     print()
-    for c in CASES:
-        m = med[c]
-        print(f"BENCH {c} rps={m['rps']:.0f} p50_ms={m['p50']:.2f} p99_ms={m['p99']:.2f}")
+    for c in selected:
+        m = med[c.name]
+        print(f"BENCH {c.name} rps={m['rps']:.0f} p50_ms={m['p50']:.2f} p99_ms={m['p99']:.2f}")
 
     def ratio(a: str, b: str) -> float:
-        return med[a]["rps"] / med[b]["rps"] if med[b]["rps"] else float("nan")
+        if a not in med or b not in med or not med[b]["rps"]:
+            return float("nan")
+        return med[a]["rps"] / med[b]["rps"]
 
-    print(f"RATIO wasm_noop_vs_plain {ratio('wasm_noop', 'plain'):.2f}")
-    print(f"RATIO warm_vs_jwt_authn_cache {ratio('warm', 'jwt_authn_cache'):.2f}")
-    print(f"RATIO exchange_warm_vs_jwt_authn_cache {ratio('exchange_warm', 'jwt_authn_cache'):.2f}")
-    print(f"RATIO cold_vs_jwt_authn {ratio('cold', 'jwt_authn'):.2f}")
-    print(f"RATIO exchange_warm_vs_plain {ratio('exchange_warm', 'plain'):.2f}")
-    print(f"RATIO sts_calls_per_user {sts_calls / args.users:.2f}")
+    for name, a, b in [
+        ("wasm_noop_vs_plain", "wasm_noop", "plain"),
+        ("warm_vs_wasm_noop", "warm", "wasm_noop"),
+        ("warm_vs_jwt_authn_cache", "warm", "jwt_authn_cache"),
+        ("cold_vs_jwt_authn", "cold", "jwt_authn"),
+        ("cold_es256_vs_jwt_authn_es256", "cold_es256", "jwt_authn_es256"),
+        ("cold_eddsa_vs_jwt_authn_eddsa", "cold_eddsa", "jwt_authn_eddsa"),
+        ("exchange_warm_vs_plain", "exchange_warm", "plain"),
+        ("audit_on_vs_off", "warm_audit", "warm"),
+        ("mcp_rules_vs_none", "mcp_rules", "mcp_none"),
+    ]:
+        print(f"RATIO {name} {ratio(a, b):.2f}")
+    if exchange.get("requests"):
+        print(f"RATIO sts_calls_per_user {exchange['sts_calls'] / args.users:.2f}")
+    if workers:
+        print(f"RATIO sts_calls_per_user_2workers {workers['sts_calls'] / workers['users']:.2f}")
+        fetches = (workers["first_load_fetches"] + workers["unknown_kid_fetches"]) / 2
+        print(f"RATIO jwks_fetches_per_refresh_2workers {fetches:.2f}")
 
 
 if __name__ == "__main__":

@@ -602,6 +602,7 @@ fn a_scope_prefix_names_scopes_as_clients_request_them() {
     .with_audience(RESOURCE)
     .with_subject("alice");
     claims.issued_at = Some(UnixTimeStamp::from_secs(NOW));
+    claims.invalid_before = Some(UnixTimeStamp::from_secs(NOW));
     claims.expires_at = Some(UnixTimeStamp::from_secs(NOW + 300));
     let token = rsa().sign(claims).unwrap();
     let authorization = bearer(&token);

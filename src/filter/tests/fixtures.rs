@@ -62,10 +62,18 @@ pub fn claims_now(sub: &str) -> JWTClaims<Scopes> {
     .with_issuer(ISS)
     .with_audience(RESOURCE)
     .with_subject(sub);
+    pin_to_now(&mut claims);
+    claims
+}
+
+/// Issued and valid from NOW_MS, expiring five minutes later: every time claim fixed, so that
+/// two tokens minted for the same claims are byte-identical (jwt-simple's defaults read the
+/// wall clock, and a second boundary between two mints would make them differ).
+pub fn pin_to_now<T>(claims: &mut JWTClaims<T>) {
     let now = NOW_MS / 1000;
     claims.issued_at = Some(UnixTimeStamp::from_secs(now));
+    claims.invalid_before = Some(UnixTimeStamp::from_secs(now));
     claims.expires_at = Some(UnixTimeStamp::from_secs(now + 300));
-    claims
 }
 
 /// A token for `sub`, signed with the fixture key `rsa-1`, valid for five minutes.
@@ -257,7 +265,6 @@ pub fn mcp_config() -> Value {
 
 /// A token for `sub` with these scopes and groups.
 pub fn token_with(sub: &str, scopes: &[&str], groups: &[&str]) -> String {
-    let now = NOW_MS / 1000;
     let mut claims = Claims::with_custom_claims(
         json!({"scp": scopes, "groups": groups}),
         Duration::from_secs(300),
@@ -265,8 +272,7 @@ pub fn token_with(sub: &str, scopes: &[&str], groups: &[&str]) -> String {
     .with_issuer(ISS)
     .with_audience(RESOURCE)
     .with_subject(sub);
-    claims.issued_at = Some(UnixTimeStamp::from_secs(now));
-    claims.expires_at = Some(UnixTimeStamp::from_secs(now + 300));
+    pin_to_now(&mut claims);
     rsa().sign(claims).unwrap()
 }
 

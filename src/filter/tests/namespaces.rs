@@ -26,14 +26,12 @@ fn instance_b() -> serde_json::Value {
 
 /// A token for instance B's issuer, signed with `key`.
 fn b_token(key: &RS256KeyPair, sub: &str) -> String {
-    let now = NOW_MS / 1000;
     let mut claims =
         Claims::with_custom_claims(json!({"scp": ["mcp:tools:call"]}), Duration::from_secs(300))
             .with_issuer(OTHER_ISS)
             .with_audience(RESOURCE)
             .with_subject(sub);
-    claims.issued_at = Some(UnixTimeStamp::from_secs(now));
-    claims.expires_at = Some(UnixTimeStamp::from_secs(now + 300));
+    pin_to_now(&mut claims);
     key.sign(claims).unwrap()
 }
 
