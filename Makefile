@@ -30,9 +30,17 @@ build: setup
 unit:
 	cargo test --workspace
 
+# The fuzz targets and the benchmark's crates are workspaces of their own: linted here, so that
+# a change of the core's API cannot break them unnoticed until `make fuzz` or `make bench`.
+SIDE_CRATES := fuzz tests/bench/noop-filter tests/bench/verify-wasm
+
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	for crate in $(SIDE_CRATES); do \
+	  cargo fmt --manifest-path $$crate/Cargo.toml -- --check && \
+	  cargo clippy --manifest-path $$crate/Cargo.toml --all-targets -- -D warnings || exit 1; \
+	done
 	.venv/bin/ruff check tests scripts
 	.venv/bin/mypy tests scripts
 

@@ -94,6 +94,7 @@ fuzz_target!(|data: &[u8]| {
             assert_no_echo(&auth.refuse(need), &header);
         }
         Decision::Respond(_) | Decision::Bypass => panic!("not a metadata or bypass path"),
+        Decision::NeedIntrospection(_) => panic!("no provider here introspects"),
     }
     // Much later, the same token is never allowed, from the cache or otherwise: no NumericDate
     // reaches this far (they end in year 9999).

@@ -80,12 +80,19 @@ struct PassThrough {
 impl Context for PassThrough {}
 
 impl HttpContext for PassThrough {
-    fn on_http_request_headers(&mut self, _headers: usize, _end: bool) -> proxy_wasm::types::Action {
+    fn on_http_request_headers(
+        &mut self,
+        _headers: usize,
+        _end: bool,
+    ) -> proxy_wasm::types::Action {
         let p = self.probes;
         let mut authorization = None;
         if p.map {
             let map = self.get_http_request_headers();
-            authorization = map.into_iter().find(|(n, _)| n == "authorization").map(|(_, v)| v);
+            authorization = map
+                .into_iter()
+                .find(|(n, _)| n == "authorization")
+                .map(|(_, v)| v);
         }
         if p.header {
             authorization = self.get_http_request_header("authorization");
