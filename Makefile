@@ -9,7 +9,8 @@
 
 WASM := target/wasm32-wasip1/release/mcp_auth_filter.wasm
 PY   := .venv/bin/python
-MAX_WASM_BYTES := 1048576
+# The size budget (768 KiB): Envoy copies the module into every worker's VM.
+MAX_WASM_BYTES := 786432
 
 # Seconds each fuzz target runs in `make test` (scripts/fuzz.sh; longer runs: make fuzz FUZZ_SECONDS=600).
 FUZZ_SECONDS ?= 15
@@ -24,7 +25,7 @@ setup:
 build: setup
 	@scripts/build-wasm.sh
 	@size=$$(stat -c %s $(WASM)); echo "built $(WASM): $$size bytes"; \
-	  if [ $$size -ge $(MAX_WASM_BYTES) ]; then echo "error: .wasm is over 1 MiB" >&2; exit 1; fi
+	  if [ $$size -ge $(MAX_WASM_BYTES) ]; then echo "error: .wasm is over its budget of $(MAX_WASM_BYTES) bytes" >&2; exit 1; fi
 
 # Unit tests of both crates and src/core/tests/ (hostile input against the public core API).
 unit:

@@ -1,18 +1,18 @@
-//! Width-w non-adjacent form of a 256-bit scalar, for variable-time multi-scalar
+//! Width-w non-adjacent form of a scalar of up to 384 bits, for variable-time multi-scalar
 //! multiplication: digits d_i, each zero or odd with |d_i| < 2^(w−1), at least w − 1 zeros
 //! after each non-zero one, with Σ d_i·2^i the scalar.
 
-use super::mont256::Limbs;
+/// One digit more than the largest scalar has bits: the last carry.
+pub const DIGITS: usize = 385;
 
-/// One digit more than the scalar has bits: the last carry.
-pub const DIGITS: usize = 257;
-
-pub fn wnaf(scalar: &Limbs, width: u32) -> [i8; DIGITS] {
+/// The digits of a scalar of 32-bit limbs (least significant first), at most 12 of them.
+pub fn wnaf(scalar: &[u32], width: u32) -> [i8; DIGITS] {
     let bit = |i: usize| -> u32 { scalar.get(i / 32).map_or(0, |limb| (limb >> (i % 32)) & 1) };
     let mut digits = [0i8; DIGITS];
+    let used = (scalar.len() * 32 + 1).min(DIGITS);
     let mut position = 0;
     let mut carry = 0;
-    while position < DIGITS {
+    while position < used {
         if bit(position) == carry {
             // A zero digit; with a carry of 1, the carry moves on over a 1 bit.
             position += 1;
@@ -35,10 +35,12 @@ mod tests {
     use super::*;
     use crate::signature::mont256::tests::values;
 
-    /// Σ d_i·2^i as nine 32-bit limbs (the ninth for the last carry).
+    /// Σ d_i·2^i of a 256-bit scalar's digits as nine 32-bit limbs (the ninth for the last
+    /// carry); the digits past the 257th are zero.
     fn value_of(digits: &[i8; DIGITS]) -> [u32; 9] {
+        assert!(digits[257..].iter().all(|d| *d == 0));
         let mut wide = [0i64; 9];
-        for (i, d) in digits.iter().enumerate() {
+        for (i, d) in digits.iter().take(257).enumerate() {
             wide[i / 32] += i64::from(*d) << (i % 32);
         }
         let mut out = [0u32; 9];

@@ -1,22 +1,25 @@
-//! Variable-time a·A + b·B, the one costly step of an ES256 or EdDSA verification.
+//! Variable-time a·A + b·B, the one costly step of an ECDSA or EdDSA verification.
 //!
 //! Straus' method (one chain of doublings for both scalars) over width-w NAF digits, with each
-//! scalar also cut into four 64-bit chunks: chunk c of a point's table holds the odd multiples
-//! of 2^(64c)·P, so one chain of 65 doublings serves all eight (scalar, chunk) pairs. Tables are
+//! scalar also cut into four chunks of a quarter of its bits (64 on 256-bit curves): chunk c of
+//! a point's table holds the odd multiples of 2^(64c)·P, so one chain of 65 doublings serves all
+//! eight (scalar, chunk) pairs. Tables are
 //! affine (one inversion for the lot, when they are built), so every addition is a mixed one.
 //! Nothing in a verification is secret, so digits index the tables directly.
 
-use super::mont256::Limbs;
 use super::naf::wnaf;
 
 const CHUNKS: usize = 4;
-const CHUNK_BITS: usize = 64;
 
 /// A curve's points as a sum is built from them, and as they are stored in tables.
 pub trait Point: Copy {
     /// An affine point, cheaper to add.
     type Stored: Copy;
     const IDENTITY: Self;
+    /// The bit length of the scalars (the group order's): a multiple of `CHUNKS`.
+    const SCALAR_BITS: usize;
+    /// The bits of a scalar that one chunk covers.
+    const CHUNK_BITS: usize = Self::SCALAR_BITS / CHUNKS;
     fn double(self) -> Self;
     fn add_stored(self, other: &Self::Stored) -> Self;
     fn neg_stored(stored: &Self::Stored) -> Self::Stored;
@@ -24,7 +27,7 @@ pub trait Point: Copy {
     fn to_stored(points: &[Self]) -> Option<Vec<Self::Stored>>;
 }
 
-/// For each chunk c, (2k + 1)·2^(64c)·P for k < N. N = 2^(w−2) for NAF width w.
+/// For each chunk c, (2k + 1)·2^(c·chunk bits)·P for k < N. N = 2^(w−2) for NAF width w.
 #[derive(Debug, Clone)]
 pub struct OddMultiples<S, const N: usize> {
     chunks: [[S; N]; CHUNKS],
@@ -45,7 +48,7 @@ impl<S: Copy, const N: usize> OddMultiples<S, N> {
                 multiples.push(current);
                 current = current.add_stored(&twice);
             }
-            base = (0..CHUNK_BITS).fold(base, |acc, _| acc.double());
+            base = (0..P::CHUNK_BITS).fold(base, |acc, _| acc.double());
         }
         let stored = P::to_stored(&multiples)?;
         let first = *stored.first()?;
@@ -56,7 +59,7 @@ impl<S: Copy, const N: usize> OddMultiples<S, N> {
         Some(OddMultiples { chunks })
     }
 
-    /// sum + d·2^(64·chunk)·P for a NAF digit d.
+    /// sum + d·2^(chunk · chunk bits)·P for a NAF digit d.
     #[inline(always)]
     fn add_digit<P: Point<Stored = S>>(&self, sum: P, chunk: usize, digit: i8) -> P {
         let multiple = self
@@ -71,11 +74,11 @@ impl<S: Copy, const N: usize> OddMultiples<S, N> {
     }
 }
 
-/// a·A + b·B for integers a, b < 2^256, in variable time: for public inputs only.
+/// a·A + b·B for integers a, b < 2^(scalar bits), in variable time: for public inputs only.
 pub fn sum_of_multiples<P: Point, const M: usize, const N: usize>(
-    a: &Limbs,
+    a: &[u32],
     a_multiples: &OddMultiples<P::Stored, M>,
-    b: &Limbs,
+    b: &[u32],
     b_multiples: &OddMultiples<P::Stored, N>,
 ) -> P {
     let a_digits = wnaf(a, OddMultiples::<P::Stored, M>::WIDTH);
@@ -83,16 +86,16 @@ pub fn sum_of_multiples<P: Point, const M: usize, const N: usize>(
     let mut sum = P::IDENTITY;
     // Doubling the identity is a waste until the first addition.
     let mut started = false;
-    for position in (0..=CHUNK_BITS).rev() {
+    for position in (0..=P::CHUNK_BITS).rev() {
         if started {
             sum = sum.double();
         }
         for chunk in 0..CHUNKS {
-            // Position 64 of a chunk is position 0 of the next; only the last has its own.
-            if position == CHUNK_BITS && chunk + 1 < CHUNKS {
+            // The top position of a chunk is position 0 of the next; only the last has its own.
+            if position == P::CHUNK_BITS && chunk + 1 < CHUNKS {
                 continue;
             }
-            let index = chunk * CHUNK_BITS + position;
+            let index = chunk * P::CHUNK_BITS + position;
             let a_digit = a_digits.get(index).copied().unwrap_or(0);
             let b_digit = b_digits.get(index).copied().unwrap_or(0);
             started |= a_digit != 0 || b_digit != 0;

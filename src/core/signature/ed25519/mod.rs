@@ -34,6 +34,8 @@ pub struct Ed25519Key {
 impl Point for Extended {
     type Stored = Niels;
     const IDENTITY: Extended = Extended::IDENTITY;
+    /// The group order ℓ is just above 2^252; scalars are below 2^256.
+    const SCALAR_BITS: usize = 256;
 
     fn double(self) -> Extended {
         Extended::double(self)

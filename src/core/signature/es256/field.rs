@@ -5,7 +5,7 @@
 
 use crate::signature::mont256::{self, Limbs, Modulus};
 
-const P: Modulus = Modulus {
+pub(in crate::signature) const P: Modulus = Modulus {
     value: [
         0xffff_ffff,
         0xffff_ffff,
@@ -87,15 +87,6 @@ impl Fe {
         Fe(mont256::sub(&self.0, &other.0, &P))
     }
 
-    #[inline(always)]
-    pub fn double(self) -> Fe {
-        self.add(self)
-    }
-
-    pub fn neg(self) -> Fe {
-        Fe::ZERO.sub(self)
-    }
-
     /// a⁻¹; `None` for zero.
     pub fn invert(self) -> Option<Fe> {
         // The inverse of a·R is a⁻¹·R⁻¹; two conversions bring it to a⁻¹·R.
@@ -109,6 +100,7 @@ impl Fe {
 mod tests {
     use super::*;
     use crate::signature::mont256::tests::{below, hex, values};
+    use crate::signature::weierstrass::Coordinate;
 
     fn elements(seed: u64) -> Vec<Fe> {
         values(seed, 200)

@@ -5,7 +5,7 @@
 //! The signature is r‖s, 32 bytes each; r and s must lie in [1, n − 1]. A high s is accepted
 //! (JWS has no low-s rule; Wycheproof's P1363 vectors and BoringSSL agree).
 
-mod field;
+pub(super) mod field;
 mod point;
 mod scalar;
 #[cfg(test)]
@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::signature::mont256;
 use crate::signature::straus::{sum_of_multiples, OddMultiples};
+use crate::signature::weierstrass::x_reduces_to;
 use field::Fe;
 use point::{Affine, Jacobian};
 
@@ -63,29 +64,6 @@ impl P256Key {
             return false;
         };
         let sum: Jacobian = sum_of_multiples(&u1, generator, &u2, &self.multiples);
-        x_matches(&sum, &r)
+        x_reduces_to(&sum, &r, &scalar::N.value, Fe::from_integer)
     }
-}
-
-/// Whether the affine x of the point, reduced modulo n, is r, without an inversion: x = X/Z²
-/// is below p < 2n, so x mod n = r means x = r or x = r + n (when that is below p).
-fn x_matches(point: &Jacobian, r: &mont256::Limbs) -> bool {
-    if point.is_identity() {
-        return false;
-    }
-    let z_squared = point.z.square();
-    let matches = |candidate: Option<Fe>| candidate.is_some_and(|x| x.mul(z_squared) == point.x);
-    matches(Fe::from_integer(r)) || matches(r_plus_n(r).and_then(|sum| Fe::from_integer(&sum)))
-}
-
-/// r + n, when it fits in 256 bits.
-fn r_plus_n(r: &mont256::Limbs) -> Option<mont256::Limbs> {
-    let mut out = *r;
-    let mut carry = 0u64;
-    for (o, &n) in out.iter_mut().zip(&scalar::N.value) {
-        let sum = u64::from(*o) + u64::from(n) + carry;
-        *o = sum as u32;
-        carry = sum >> 32;
-    }
-    (carry == 0).then_some(out)
 }
