@@ -13,7 +13,12 @@ use crate::filter::worker::Outcome;
 pub fn apply_outcome(host: &mut impl Host, outcome: &Outcome) {
     match outcome {
         Outcome::Forward(forwarding) => {
-            for name in forwarding.remove.iter().chain(&forwarding.remove_also) {
+            // Setting a header replaces all its values (Envoy's replace is remove + add), so a
+            // header about to be set needs no removal first: one host call less per identity
+            // header on every request. Other spellings of it (`remove_also`) still go.
+            let set_later = |name: &&String| forwarding.set.iter().any(|(set, _)| set == *name);
+            let stale = forwarding.remove.iter().filter(|name| !set_later(name));
+            for name in stale.chain(&forwarding.remove_also) {
                 host.remove_request_header(name);
             }
             for (name, value) in &forwarding.set {

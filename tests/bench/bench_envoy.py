@@ -67,7 +67,10 @@ def jwt_authn(jwks: str, cache: bool) -> dict[str, Any]:
 def plugin(jwks: str | None = None, cache: int = 10000, sts: str | None = None,
            remote_jwks_cluster: str | None = None, mcp: dict[str, Any] | None = None) -> dict[str, Any]:
     """Our plugin configuration: local keys (or remote through a cluster), optional exchange and MCP gate."""
-    provider: dict[str, Any] = {"issuer": ISSUER}
+    # The shipped claim headers; the bench's tokens have a sub and no email.
+    provider: dict[str, Any] = {"issuer": ISSUER, "claim_to_headers": [
+        {"header_name": "x-mcp-user-sub", "claim_name": "sub"},
+        {"header_name": "x-mcp-user-email", "claim_name": "email"}]}
     if remote_jwks_cluster:
         provider["remote_jwks"] = {"http_uri": {"uri": "http://jwks.bench/keys", "cluster": remote_jwks_cluster,
                                                 "timeout": "5s"}, "cache_duration": "600s"}

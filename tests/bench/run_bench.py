@@ -52,7 +52,7 @@ from harness.process import ManagedProcess  # noqa: E402 - as above
 
 ENVOY = ev.REPO / ".venv/bin/envoy"
 PROBES = ["map", "header", "remove", "set", "metrics", "sha256", "time"]
-# What our warm path does, probe by probe (one header map read, three removals, one header set,
+# What our warm path does, probe by probe (one header map read, two removals, one header set,
 # two counters, the token's SHA-256, the clock).
 WARM_PATH_PROBES = "map,remove,set,metrics,sha256,time"
 

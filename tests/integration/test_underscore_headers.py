@@ -96,7 +96,8 @@ def test_filter_removes_every_spelling_of_its_claim_headers(lenient: tuple[Envoy
     marker = new_marker()
     forged = [(name, b"admin") for name in SUB_SPELLINGS] + [
         (b"x_mcp_user_email", b"admin@evil.example"), (b"X-MCP-USER-EMAIL", b"admin@evil.example"),
-        (b"x-mcp-user-sub", b"forged-with-dashes"), (b"x_unrelated_header", b"kept")]
+        (b"x-mcp-user-sub", b"forged-with-dashes"), (b"x-mcp-user-sub", b"forged-twice"),
+        (b"x_unrelated_header", b"kept")]
     response = _send(envoy.listener_port, idp.mint(sub="alice"), marker, forged, path=path)
     assert response.status == 200, (response.status, response.body)
     (entry,) = upstream.seen(marker)

@@ -6,7 +6,8 @@
 //! Configuration: probe names separated by commas, e.g. `map,remove,set,metrics,sha256`.
 //!   map      read the whole request header map (the real filter's one header read)
 //!   header   read `authorization` alone (the alternative to `map`)
-//!   remove   remove `authorization`, `x-mcp-user-sub`, `x-mcp-user-email`
+//!   remove   remove `authorization` and `x-mcp-user-email` (the warm path's removals when
+//!            the token has no email: a header it sets needs no removal)
 //!   set      set `x-mcp-user-sub`
 //!   metrics  increment two counters
 //!   sha256   SHA-256 of the `authorization` value
@@ -114,7 +115,7 @@ impl HttpContext for PassThrough {
             let _ = hostcalls::increment_metric(b, 1);
         }
         if p.remove {
-            for name in ["authorization", "x-mcp-user-sub", "x-mcp-user-email"] {
+            for name in ["authorization", "x-mcp-user-email"] {
                 self.set_http_request_header(name, None);
             }
         }
