@@ -32,6 +32,14 @@ listed_enum! {
     }
 }
 
+impl std::fmt::Display for IntrospectionFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl std::error::Error for IntrospectionFailure {}
+
 impl IntrospectionFailure {
     /// A one-byte code, to tell other workers how a shared introspection ended.
     pub fn code(self) -> u8 {

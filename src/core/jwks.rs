@@ -95,14 +95,33 @@ impl Jwk {
     }
 }
 
+/// Why a JWKS document gave no key set.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JwksError(pub String);
+pub enum JwksError {
+    /// Over `MAX_JWKS_BYTES`.
+    TooLarge,
+    /// Not JSON; where the parser stopped.
+    NotJson { line: usize, column: usize },
+    /// No `keys` array at the top.
+    NoKeysArray,
+    /// Keys, but none this filter can use (type, `use`, curve, size).
+    NoUsableKey,
+}
 
 impl fmt::Display for JwksError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        match self {
+            JwksError::TooLarge => write!(f, "JWKS larger than {MAX_JWKS_BYTES} bytes"),
+            JwksError::NotJson { line, column } => {
+                write!(f, "JWKS is not JSON (line {line}, column {column})")
+            }
+            JwksError::NoKeysArray => write!(f, "JWKS has no \"keys\" array"),
+            JwksError::NoUsableKey => write!(f, "JWKS has no usable signing key"),
+        }
     }
 }
+
+impl std::error::Error for JwksError {}
 
 /// Largest JWKS document accepted (a real one is a few KiB).
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -128,16 +147,16 @@ pub enum KeyLookup<'a> {
 impl KeySet {
     pub fn parse(bytes: &[u8]) -> Result<KeySet, JwksError> {
         if bytes.len() > MAX_JWKS_BYTES {
-            return Err(JwksError(format!(
-                "JWKS larger than {MAX_JWKS_BYTES} bytes"
-            )));
+            return Err(JwksError::TooLarge);
         }
-        let doc: Value = serde_json::from_slice(bytes)
-            .map_err(|e| JwksError(format!("JWKS is not JSON ({e})")))?;
+        let doc: Value = serde_json::from_slice(bytes).map_err(|e| JwksError::NotJson {
+            line: e.line(),
+            column: e.column(),
+        })?;
         let keys = doc
             .get("keys")
             .and_then(Value::as_array)
-            .ok_or_else(|| JwksError("JWKS has no \"keys\" array".into()))?;
+            .ok_or(JwksError::NoKeysArray)?;
         let mut set = KeySet::default();
         for key in keys.iter().take(MAX_KEYS) {
             match parse_jwk(key) {
@@ -147,7 +166,7 @@ impl KeySet {
         }
         set.skipped += keys.len().saturating_sub(MAX_KEYS);
         if set.keys.is_empty() {
-            return Err(JwksError("JWKS has no usable signing key".into()));
+            return Err(JwksError::NoUsableKey);
         }
         Ok(set)
     }

@@ -70,6 +70,8 @@ impl fmt::Display for TokenError {
     }
 }
 
+impl std::error::Error for TokenError {}
+
 /// A token split and decoded, signature not yet checked.
 #[derive(Debug, Clone)]
 pub struct UnverifiedToken {

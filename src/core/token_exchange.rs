@@ -39,6 +39,21 @@ pub enum ExchangeFailure {
     Timeout,
 }
 
+impl std::fmt::Display for ExchangeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExchangeFailure::Rejected => f.write_str("the STS rejected the subject token"),
+            ExchangeFailure::Refused(Some(code)) => write!(f, "the STS refused: {code}"),
+            ExchangeFailure::Refused(None) => f.write_str("the STS refused"),
+            ExchangeFailure::Failed => f.write_str("the STS failed"),
+            ExchangeFailure::Unavailable => f.write_str("the STS is unreachable"),
+            ExchangeFailure::Timeout => f.write_str("the STS did not answer in time"),
+        }
+    }
+}
+
+impl std::error::Error for ExchangeFailure {}
+
 impl ExchangeFailure {
     /// A one-byte code, to tell other workers how a shared exchange ended.
     pub fn code(self) -> u8 {

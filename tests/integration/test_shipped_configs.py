@@ -21,6 +21,7 @@ import ast
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -148,3 +149,41 @@ def test_started_config_allows_and_denies(started: ShippedStack, upstream: McpUp
     assert denied.status_code == 401
     assert denied.headers["www-authenticate"].startswith("Bearer resource_metadata=")
     assert upstream.seen(denied_marker) == []
+
+
+def _endpoint_ports(cluster: dict[str, Any]) -> list[int]:
+    endpoints = (cluster.get("load_assignment") or {}).get("endpoints") or []
+    return [lb["endpoint"]["address"]["socket_address"]["port_value"]
+            for group in endpoints for lb in group.get("lb_endpoints") or []]
+
+
+def _clusters_to_443(config: ShippedConfig) -> list[dict[str, Any]]:
+    """The file's own clusters (as shipped, not as patched to run here) that reach port 443."""
+    documents = [d for d in yaml.safe_load_all(config.source.read_text()) if isinstance(d, dict)]
+    bootstraps = [d for d in documents if "static_resources" in d] + [
+        yaml.safe_load(d["data"]["envoy.yaml"]) for d in documents
+        if d.get("kind") == "ConfigMap" and "envoy.yaml" in (d.get("data") or {})]
+    return [c for b in bootstraps for c in b["static_resources"].get("clusters") or []
+            if 443 in _endpoint_ports(c)]
+
+
+WITH_CLUSTERS = [s for s in SHIPPED if "static_resources" in s.bootstrap]
+
+
+def test_the_shipped_remote_idps_and_stss_are_reached_on_443() -> None:
+    """The TLS check below is not vacuous: the Google STS and the Kubernetes IdP clusters are in it."""
+    names = {(c.source.name, cluster["name"]) for c in WITH_CLUSTERS for cluster in _clusters_to_443(c)}
+    assert ("google-sts.yaml", "google_sts") in names, names
+    assert any(source == "envoy-configmap.yaml" for source, _ in names), names
+
+
+@pytest.mark.parametrize("config", WITH_CLUSTERS, ids=ids(WITH_CLUSTERS))
+def test_every_cluster_to_port_443_is_tls_with_sni_and_validation(config: ShippedConfig) -> None:
+    """`https://` in a callout URI is not TLS: the cluster is (security review, issue 9, item 8)."""
+    for cluster in _clusters_to_443(config):
+        socket = cluster.get("transport_socket") or {}
+        assert socket.get("name") == "envoy.transport_sockets.tls", (config.name, cluster["name"])
+        tls = socket["typed_config"]
+        assert tls.get("sni"), (config.name, cluster["name"], "no SNI")
+        validation = (tls.get("common_tls_context") or {}).get("validation_context") or {}
+        assert validation.get("trusted_ca"), (config.name, cluster["name"], "certificates not validated")

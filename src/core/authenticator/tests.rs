@@ -332,6 +332,33 @@ fn missing_scope_is_insufficient_scope_with_identity() {
 }
 
 #[test]
+fn a_broader_scope_satisfies_the_top_level_required_scopes_through_scope_implies() {
+    let doc = json!({"keys": [rsa_jwk(rsa(), "rsa-1", None)]});
+    let mut v = config_json(doc);
+    v["mcp"] = json!({"scope_implies": {"mcp:admin": ["mcp:tools:call"]}});
+    let config = Config::from_json(v.to_string().as_bytes()).unwrap();
+    let keyring = Keyring::new(&config);
+    let mut auth = Authenticator::new(config);
+    let with_scope = |scope: &str| {
+        let mut claims = claims_at(NOW);
+        claims.custom.scp = Some(vec![scope.into()]);
+        bearer(&sign(claims))
+    };
+    // mcp:admin implies the required mcp:tools:call; the identity carries both.
+    let admin = with_scope("mcp:admin");
+    let d = auth.decide(&request(Authorization::Present(&admin)), &keyring, NOW_MS);
+    let Decision::Allow(Authenticated { identity, .. }) = d else {
+        panic!("a broader scope is refused: {d:?}")
+    };
+    assert!(identity.scopes.iter().any(|s| s == "mcp:tools:call"));
+    assert!(identity.scopes.iter().any(|s| s == "mcp:admin"));
+    // Nothing implies it from an unrelated scope: still a step-up.
+    let other = with_scope("mcp:read");
+    let d = auth.decide(&request(Authorization::Present(&other)), &keyring, NOW_MS);
+    assert_eq!(reason(&d), Some(DenyReason::InsufficientScope));
+}
+
+#[test]
 fn metadata_bypass_and_preflight() {
     let (mut auth, keyring) = local_setup();
     let mut r = request(Authorization::Absent);

@@ -38,6 +38,17 @@ pub enum SignatureError {
     KeyMismatch,
 }
 
+impl std::fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SignatureError::Invalid => "signature invalid",
+            SignatureError::KeyMismatch => "key does not allow the algorithm",
+        })
+    }
+}
+
+impl std::error::Error for SignatureError {}
+
 /// A public key ready to verify: points on the curve checked, RSA constants computed.
 #[derive(Debug, Clone)]
 pub enum PublicKey {

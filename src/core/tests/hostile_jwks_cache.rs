@@ -40,7 +40,7 @@ fn a_malformed_jwks_answer_keeps_the_last_good_keys() {
         cache.on_response(NOW_MS, FetchStep::Jwks, Some(200), None, &all_keys()),
         FetchOutcome::KeysUpdated
     );
-    let bad_keys = FetchFailure::Keys(JwksError(String::new()));
+    let bad_keys = FetchFailure::Keys(JwksError::NoUsableKey);
     let bad_answers = vec![
         (Some(500), None, b"oops".to_vec(), FetchFailure::Status(500)),
         (Some(200), None, b"not json".to_vec(), bad_keys.clone()),

@@ -29,6 +29,14 @@ pub struct CalloutToken(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostError(pub u32);
 
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "host call failed with status {}", self.0)
+    }
+}
+
+impl std::error::Error for HostError {}
+
 /// A header map as the host holds it: names and values as bytes, in order, repeats kept.
 pub type HeaderPairs = Vec<(Vec<u8>, Vec<u8>)>;
 
