@@ -44,6 +44,19 @@ def _dotted_bypass_path(config: dict[str, Any]) -> None:
     config["bypass_paths"] = [{"exact": "/public/../healthz"}]
 
 
+def _mcp_rule_with_an_unknown_method(config: dict[str, Any]) -> None:
+    config["mcp"] = {"rules": [{"name": "read", "methods": ["tools/list"], "names": ["query_*"]}]}
+
+
+def _duplicate_mcp_rule_names(config: dict[str, Any]) -> None:
+    config["mcp"] = {"rules": [{"name": "read", "names": ["query_*"]}, {"name": "read", "names": ["list_*"]}]}
+
+
+def _mcp_rule_that_never_matches(config: dict[str, Any]) -> None:
+    # Shadowed: the first rule already takes every name of every method.
+    config["mcp"] = {"rules": [{"name": "all", "names": ["*"]}, {"name": "late", "names": ["drop_*"]}]}
+
+
 CASES = [
     ("missing-resource", _without_resource, "resource: "),
     ("relative-uri", _relative_jwks_uri, "providers.test_idp.remote_jwks.http_uri.uri: "),
@@ -53,6 +66,10 @@ CASES = [
     # A bypass rule must be a plain path: request paths that are not never match one.
     ("encoded-bypass-prefix", _encoded_bypass_prefix, "bypass_paths[1]: "),
     ("dotted-bypass-path", _dotted_bypass_path, "bypass_paths[0]: "),
+    # MCP rules (issue 11): a method a rule cannot govern, a duplicate name, a rule that can never match.
+    ("mcp-unknown-method", _mcp_rule_with_an_unknown_method, "mcp.rules[0].methods[0]: "),
+    ("mcp-duplicate-rule-name", _duplicate_mcp_rule_names, "mcp.rules[1].name: "),
+    ("mcp-shadowed-rule", _mcp_rule_that_never_matches, "mcp.rules[1]"),
 ]
 
 
