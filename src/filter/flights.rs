@@ -2,12 +2,14 @@
 //! deadlines, resending a callout whose context went away, and results shared with the other
 //! workers.
 //!
-//! Before calling out, a worker claims the key in a shared-data slot (compare-and-swap, with an
-//! end so a dead owner never blocks anyone). A worker that finds the key claimed by another
-//! parks its requests and watches, on the fast tick, for the result in the key's result slot or
-//! for the failure the owner recorded; if the claim ends without either, it calls out itself.
-//! Slots are bounded: a key whose claim slot holds another key's live claim simply goes without
-//! a claim. What a result means is the caller's business (a token, an introspection answer).
+//! Before calling out, a worker claims the key in one of its candidate claim slots
+//! (compare-and-swap, with an end so a dead owner never blocks anyone). A worker that finds the
+//! key claimed by another parks its requests and watches the claim on the fast tick; once it
+//! ends, it takes the result from the key's result slots or the failure the owner recorded, and
+//! if there is neither, it calls out itself. Slots are bounded ([`Slots`]): a key whose every
+//! candidate holds another key's live claim goes without a claim, and a result whose every
+//! candidate is taken replaces the one that ends soonest. What a result means is the caller's
+//! business (a token, an introspection answer).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,8 +19,10 @@ use mcp_auth_core::oauth_request::CalloutRequest;
 use mcp_auth_core::time::UnixMillis;
 
 use crate::filter::callouts::{Callouts, Purpose};
-use crate::filter::host::{CalloutToken, ContextId, Host, OutgoingCall, SharedWrite};
-use crate::filter::shared::{FlightClaim, SharedResult};
+use crate::filter::host::{CalloutToken, ContextId, Host, OutgoingCall, SharedEntry, SharedWrite};
+use crate::filter::shared::{
+    place, FlightClaim, Occupant, SharedResult, Slots, MAX_SHARED_VALUE_BYTES,
+};
 
 /// Grace beyond a callout's own timeout before a waiting request is given up on.
 pub const WAIT_GRACE: Duration = Duration::from_secs(1);
@@ -32,7 +36,7 @@ pub struct Flight<T> {
     deadline: UnixMillis,
     /// `None` when the callout's reply can no longer arrive and the root must resend it.
     callout: Option<CalloutToken>,
-    /// This worker holds the key's claim (false when the slot was taken by another key).
+    /// This worker holds the key's claim (false when other keys' live claims fill its slots).
     pub claimed: bool,
 }
 
@@ -67,17 +71,18 @@ pub struct FlightTick<T> {
 }
 
 enum Claim {
-    /// Ours (or the slot is taken by another key: go without one).
+    /// Ours (or other keys' live claims fill every candidate slot: go without one).
     Go { claimed: bool },
     /// Another worker is at this key, until then.
     HeldElsewhere(UnixMillis),
 }
 
 pub struct Flights<T> {
-    /// Names this family of entries in shared data (`exchange`, `introspection`).
-    family: &'static str,
     /// The digest of the configuration the results belong to.
     namespace: Digest,
+    /// This family's (`exchange`, `introspection`) shared-data slots for results and claims.
+    results: Slots,
+    claims: Slots,
     flights: HashMap<Digest, Flight<T>>,
     watched: HashMap<Digest, Watched<T>>,
     /// This VM, as claims name it.
@@ -93,8 +98,9 @@ impl<T> Flights<T> {
         purpose: fn(Digest) -> Purpose,
     ) -> Flights<T> {
         Flights {
-            family,
             namespace,
+            results: Slots::results(family, &namespace),
+            claims: Slots::claims(family, &namespace),
             flights: HashMap::new(),
             watched: HashMap::new(),
             me,
@@ -117,30 +123,61 @@ impl<T> Flights<T> {
         self.flights.contains_key(key) || self.watched.contains_key(key)
     }
 
-    fn result_slot(&self, key: &Digest) -> String {
-        SharedResult::slot_name(self.family, &self.namespace, key)
-    }
-
-    fn claim_slot(&self, key: &Digest) -> String {
-        FlightClaim::slot_name(self.family, &self.namespace, key)
-    }
-
     /// A result another worker published for `key`, still valid, and its end.
     pub fn shared_result(&self, host: &impl Host, key: &Digest) -> Option<(Vec<u8>, UnixMillis)> {
-        let entry = host.shared_data(&self.result_slot(key)).ok().flatten()?;
-        let shared = SharedResult::decode(&entry.value, key)?;
-        (host.now() < shared.until).then(|| (shared.value.to_vec(), shared.until))
+        let now = host.now();
+        self.results.candidates(key).iter().find_map(|slot| {
+            let entry = host.shared_data(slot).ok().flatten()?;
+            let shared = SharedResult::decode(&entry.value, &self.namespace)?;
+            (shared.key == *key && now < shared.until)
+                .then(|| (shared.value.to_vec(), shared.until))
+        })
     }
 
-    /// Publishes a result for the other workers, valid until `until`.
+    /// Publishes a result for the other workers, valid until `until`, in the candidate slot
+    /// [`place`] picks (evicting, if it must, the result that ends soonest).
     pub fn publish(&self, host: &mut impl Host, key: &Digest, value: &[u8], until: UnixMillis) {
+        if value.len() > MAX_SHARED_VALUE_BYTES {
+            return;
+        }
         let encoded = SharedResult {
             key: *key,
             until,
             value,
         }
-        .encode();
-        let _ = host.set_shared_data(&self.result_slot(key), &encoded, None);
+        .encode(&self.namespace);
+        // A CAS mismatch means another worker wrote the slot meanwhile: look again.
+        for _ in 0..2 {
+            let now = host.now();
+            let slots = read_slots(host, self.results.candidates(key));
+            let occupants = occupants(&slots, |value| {
+                SharedResult::occupant(value, &self.namespace, key, now)
+            });
+            let Some((slot, entry)) = place(&occupants, true).and_then(|i| slots.get(i)) else {
+                return;
+            };
+            let cas = entry.as_ref().map(|e| e.cas);
+            match host.set_shared_data(slot, &encoded, cas) {
+                Ok(SharedWrite::CasMismatch) => continue,
+                Ok(SharedWrite::Stored) | Err(_) => return,
+            }
+        }
+    }
+
+    /// The claims for `key` in its candidate slots (usually one), with their slots' entries.
+    fn claims_for(
+        &self,
+        host: &impl Host,
+        key: &Digest,
+    ) -> Vec<(FlightClaim, String, SharedEntry)> {
+        read_slots(host, self.claims.candidates(key))
+            .into_iter()
+            .filter_map(|(slot, entry)| {
+                let entry = entry?;
+                let claim = FlightClaim::decode(&entry.value, &self.namespace)?;
+                (claim.key == *key).then_some((claim, slot, entry))
+            })
+            .collect()
     }
 
     /// Joins the flight under way for `key` (here or in another worker), or starts one with
@@ -237,30 +274,41 @@ impl<T> Flights<T> {
         callouts.send(host, &call, (self.purpose)(key), owner)
     }
 
-    /// Claims `key` until `until` in its claim slot.
+    /// Claims `key` until `until` in one of its candidate claim slots, unless another worker
+    /// holds a live claim for it in any of them.
     fn claim(&self, host: &mut impl Host, key: &Digest, until: UnixMillis) -> Claim {
-        let slot = self.claim_slot(key);
         for _ in 0..2 {
             let now = host.now();
-            let current = host.shared_data(&slot).ok().flatten();
-            let held = current
-                .as_ref()
-                .and_then(|e| FlightClaim::decode(&e.value))
-                .filter(|c| c.owner != self.me && now < c.until && c.failure == 0);
-            match held {
-                Some(c) if c.key == *key => return Claim::HeldElsewhere(c.until),
-                // Another key's live claim in this slot: go without one.
-                Some(_) => return Claim::Go { claimed: false },
-                None => {}
+            let slots = read_slots(host, self.claims.candidates(key));
+            let claims: Vec<Option<FlightClaim>> = slots
+                .iter()
+                .map(|(_, e)| {
+                    e.as_ref()
+                        .and_then(|e| FlightClaim::decode(&e.value, &self.namespace))
+                })
+                .collect();
+            let held = claims
+                .iter()
+                .flatten()
+                .find(|c| c.key == *key && c.owner != self.me && c.live(now));
+            if let Some(c) = held {
+                return Claim::HeldElsewhere(c.until);
             }
+            let occupants = occupants(&slots, |value| {
+                FlightClaim::occupant(value, &self.namespace, key, now)
+            });
+            // Every candidate holds another key's live claim: go without one.
+            let Some((slot, entry)) = place(&occupants, false).and_then(|i| slots.get(i)) else {
+                return Claim::Go { claimed: false };
+            };
             let claim = FlightClaim {
                 key: *key,
                 owner: self.me,
                 until,
                 failure: 0,
             };
-            let cas = current.map(|e| e.cas);
-            match host.set_shared_data(&slot, &claim.encode(), cas) {
+            let cas = entry.as_ref().map(|e| e.cas);
+            match host.set_shared_data(slot, &claim.encode(&self.namespace), cas) {
                 Ok(SharedWrite::Stored) => return Claim::Go { claimed: true },
                 Ok(SharedWrite::CasMismatch) => continue,
                 Err(_) => return Claim::Go { claimed: false },
@@ -271,15 +319,13 @@ impl<T> Flights<T> {
 
     /// Ends our claim on `key`, recording `failure` (0: none) for the workers waiting on it.
     pub fn release(&self, host: &mut impl Host, key: &Digest, failure: u8) {
-        let slot = self.claim_slot(key);
-        let Ok(Some(entry)) = host.shared_data(&slot) else {
+        let ours = self
+            .claims_for(host, key)
+            .into_iter()
+            .find(|(c, _, _)| c.owner == self.me);
+        let Some((_, slot, entry)) = ours else {
             return;
         };
-        let ours =
-            FlightClaim::decode(&entry.value).is_some_and(|c| c.key == *key && c.owner == self.me);
-        if !ours {
-            return;
-        }
         let released = FlightClaim {
             key: *key,
             owner: self.me,
@@ -287,7 +333,8 @@ impl<T> Flights<T> {
             failure,
         };
         // A CAS mismatch means someone else took the slot meanwhile: theirs stands.
-        let _ = host.set_shared_data(&slot, &released.encode(), Some(entry.cas));
+        let encoded = released.encode(&self.namespace);
+        let _ = host.set_shared_data(&slot, &encoded, Some(entry.cas));
     }
 
     /// The flight whose reply arrived (it is no longer in flight).
@@ -373,6 +420,22 @@ impl<T> Flights<T> {
     ) {
         let keys: Vec<Digest> = self.watched.keys().copied().collect();
         for key in keys {
+            let now = host.now();
+            let claims: Vec<FlightClaim> = self
+                .claims_for(host, &key)
+                .into_iter()
+                .map(|(c, _, _)| c)
+                .collect();
+            // Under way elsewhere: only its small claims are read until it ends.
+            if let Some(live) = claims.iter().filter(|c| c.live(now)).map(|c| c.until).max() {
+                if let Some(w) = self.watched.get_mut(&key) {
+                    if live > w.until {
+                        w.until = live;
+                        tick.extended.push((key, live.plus(WAIT_GRACE)));
+                    }
+                }
+                continue;
+            }
             if let Some((value, _)) = self.shared_result(host, &key) {
                 if let Some(w) = self.watched.remove(&key) {
                     tick.landed.push(Landing::Published {
@@ -383,42 +446,43 @@ impl<T> Flights<T> {
                 }
                 continue;
             }
-            let now = host.now();
-            let claim = host
-                .shared_data(&self.claim_slot(&key))
-                .ok()
-                .flatten()
-                .and_then(|e| FlightClaim::decode(&e.value))
-                .filter(|c| c.key == key);
-            match claim {
-                Some(c) if c.failure == 0 && now < c.until => {
-                    if let Some(w) = self.watched.get_mut(&key) {
-                        if c.until > w.until {
-                            w.until = c.until;
-                            tick.extended.push((key, c.until.plus(WAIT_GRACE)));
-                        }
-                    }
+            if let Some(code) = claims.iter().map(|c| c.failure).find(|f| *f != 0) {
+                if self.watched.remove(&key).is_some() {
+                    tick.landed.push(Landing::FailedElsewhere { key, code });
                 }
-                Some(c) if c.failure != 0 => {
-                    if self.watched.remove(&key).is_some() {
-                        tick.landed.push(Landing::FailedElsewhere {
-                            key,
-                            code: c.failure,
-                        });
-                    }
-                }
-                // The claim ended without a shared result: call out from here.
-                _ => {
-                    let Some(w) = self.watched.remove(&key) else {
-                        continue;
-                    };
-                    let request = w.request;
-                    match self.join_or_start(host, callouts, key, || request, w.data, root) {
-                        Ok(deadline) => tick.extended.push((key, deadline)),
-                        Err(()) => tick.landed.push(Landing::Unsendable { key }),
-                    }
-                }
+                continue;
+            }
+            // The claim ended without a shared result: call out from here.
+            let Some(w) = self.watched.remove(&key) else {
+                continue;
+            };
+            let request = w.request;
+            match self.join_or_start(host, callouts, key, || request, w.data, root) {
+                Ok(deadline) => tick.extended.push((key, deadline)),
+                Err(()) => tick.landed.push(Landing::Unsendable { key }),
             }
         }
     }
+}
+
+/// Each slot with its entry as read now (`None`: empty, or unreadable).
+fn read_slots(host: &impl Host, slots: Vec<String>) -> Vec<(String, Option<SharedEntry>)> {
+    slots
+        .into_iter()
+        .map(|slot| {
+            let entry = host.shared_data(&slot).ok().flatten();
+            (slot, entry)
+        })
+        .collect()
+}
+
+/// What each slot holds as far as placing a key goes, read by `occupant` from its value.
+fn occupants(
+    slots: &[(String, Option<SharedEntry>)],
+    occupant: impl Fn(Option<&[u8]>) -> Occupant,
+) -> Vec<Occupant> {
+    slots
+        .iter()
+        .map(|(_, e)| occupant(e.as_ref().map(|e| e.value.as_slice())))
+        .collect()
 }

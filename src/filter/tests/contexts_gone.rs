@@ -62,3 +62,61 @@ fn an_exchange_whose_owner_went_away_is_resent_and_serves_the_rest() {
         Some("Bearer backend-alice")
     );
 }
+
+#[test]
+fn requests_woken_by_a_fetch_send_their_exchanges_from_their_own_contexts() {
+    let mut rig = Rig::new(exchange_config());
+    let users = ["alice", "bob", "carol"];
+    let parked: Vec<_> = users
+        .iter()
+        .map(|u| rig.request(Some(&token_for(u))).0)
+        .collect();
+    let fetch = rig.sent_to("idp").remove(0);
+    assert_eq!(fetch.owner, Some(parked[0]), "alice's request fetches");
+    rig.deliver(&fetch, FakeReply::status(200, &good_jwks()));
+    let calls = rig.sent_to("sts");
+    let owners: Vec<_> = calls.iter().map(|c| c.owner).collect();
+    assert_eq!(owners, parked.iter().map(|c| Some(*c)).collect::<Vec<_>>());
+
+    // Alice's exchange comes back first and her request ends: the others' callouts live on
+    // (were they hers, Envoy would cancel them with her context, costing a second STS call).
+    let decided = rig.deliver(
+        &calls[0],
+        FakeReply::status(200, &sts_answer("backend-alice")),
+    );
+    forwarded(outcome_of(&decided, parked[0]));
+    rig.gone(parked[0]);
+    for (i, user) in users.iter().enumerate().skip(1) {
+        let answer = sts_answer(&format!("backend-{user}"));
+        let decided = rig.deliver(&calls[i], FakeReply::status(200, &answer));
+        let expected = format!("Bearer backend-{user}");
+        assert_eq!(
+            header(forwarded(outcome_of(&decided, parked[i])), "authorization"),
+            Some(expected.as_str())
+        );
+    }
+    rig.tick();
+    assert_eq!(rig.sent_to("sts").len(), 3, "one STS call per user");
+}
+
+#[test]
+fn requests_woken_by_an_introspection_send_their_exchanges_from_their_own_contexts() {
+    // One opaque token used for a read and a write tool: two exchanges, two narrowings.
+    let mut config = mcp_config();
+    config["providers"] = introspection_config()["providers"].clone();
+    let mut rig = Rig::new(config);
+    let (read, v1) = rig.post("opaque-dba", &tools_call(1, "query_users"), 1);
+    let (write, v2) = rig.post("opaque-dba", &tools_call(2, "drop_table"), 1);
+    assert_eq!((v1, v2), (Verdict::Parked, Verdict::Parked));
+    let introspection = rig.sent_to("idp").remove(0);
+    assert_eq!(introspection.owner, Some(read));
+    let answer = serde_json::json!({"active": true, "sub": "dba", "iss": ISS, "aud": RESOURCE,
+        "scope": "mcp:tools:call bigquery:read bigquery:write", "groups": ["dba"],
+        "exp": NOW_MS / 1000 + 300});
+    rig.deliver(
+        &introspection,
+        FakeReply::status(200, answer.to_string().as_bytes()),
+    );
+    let owners: Vec<_> = rig.sent_to("sts").iter().map(|c| c.owner).collect();
+    assert_eq!(owners, [Some(read), Some(write)]);
+}

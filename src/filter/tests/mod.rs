@@ -5,9 +5,11 @@ mod fixtures;
 
 mod across_workers;
 mod contexts_gone;
+mod crowded_slots;
 mod exchanges;
 mod introspections;
 mod key_waits;
+mod many_users;
 mod mcp_gate;
 mod namespaces;
 mod outcomes;

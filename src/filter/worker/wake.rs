@@ -62,19 +62,25 @@ impl Worker {
         active: ContextId,
     ) -> Vec<(ContextId, Outcome)> {
         let ready = self.parking.take_waiting_for_keys(provider);
-        ready
+        let from_request = ready.iter().any(|p| p.request.context == active);
+        let decided = ready
             .into_iter()
             .filter_map(|p| {
                 // A request gets one round of waiting for keys, then a final answer; it may
                 // still wait for a token exchange.
                 let context = p.request.context;
-                match self.evaluate(host, p.request, active, KeyWait::AlreadyWaited) {
+                let sender = sender_for(host, context, active, from_request);
+                match self.evaluate(host, p.request, sender, KeyWait::AlreadyWaited) {
                     Verdict::Done(outcome) => Some((context, outcome)),
                     // Waiting again (an exchange), or for its body: it stays paused.
                     Verdict::Parked | Verdict::AwaitBody => None,
                 }
             })
-            .collect()
+            .collect();
+        if from_request {
+            let _ = host.set_effective_context(active);
+        }
+        decided
     }
 
     /// Answers the requests parked on a settled exchange.
@@ -115,7 +121,8 @@ impl Worker {
         active: ContextId,
     ) -> Vec<(ContextId, Outcome)> {
         let ready = self.parking.take_waiting_for_introspection(&answered.key);
-        ready
+        let from_request = ready.iter().any(|p| p.request.context == active);
+        let decided = ready
             .into_iter()
             .filter_map(|p| {
                 let WaitingFor::Introspection(need) = &p.waiting_for else {
@@ -123,12 +130,17 @@ impl Worker {
                 };
                 let context = p.request.context;
                 let outcome = answered.outcome;
-                match self.after_introspection(host, p.request, active, need, outcome) {
+                let sender = sender_for(host, context, active, from_request);
+                match self.after_introspection(host, p.request, sender, need, outcome) {
                     Verdict::Done(outcome) => Some((context, outcome)),
                     Verdict::Parked | Verdict::AwaitBody => None,
                 }
             })
-            .collect()
+            .collect();
+        if from_request {
+            let _ = host.set_effective_context(active);
+        }
+        decided
     }
 
     /// Periodic work (the root context's tick): adopt keys other workers fetched, give up on
@@ -224,4 +236,25 @@ impl Worker {
         let outcome = self.conclude(host, &parked.request, Final::Deny(denial));
         (parked.request.context, outcome)
     }
+}
+
+/// The context a woken request sends its callouts (an exchange) from, made effective. Woken by
+/// a reply to one request's context (`from_request`), each request uses its own: that context
+/// ends with its own request and Envoy cancels what it sent, so the others' callouts would be
+/// lost and sent again. Woken from the root (a tick, a callout resent from there), the root
+/// keeps them, since it never ends.
+fn sender_for(
+    host: &mut impl Host,
+    context: ContextId,
+    active: ContextId,
+    from_request: bool,
+) -> ContextId {
+    if !from_request {
+        return active;
+    }
+    if host.set_effective_context(context).is_ok() {
+        return context;
+    }
+    let _ = host.set_effective_context(active);
+    active
 }
