@@ -380,7 +380,8 @@ def report(selected: list[Case], results: dict[str, list[dict[str, Any]]], args:
         ("audit_on_vs_off", "warm_audit", "warm"),
         ("mcp_rules_vs_none", "mcp_rules", "mcp_none"),
     ]:
-        print(f"RATIO {name} {ratio(a, b):.2f}")
+        if a in med and b in med:  # with --only, the pairs that ran
+            print(f"RATIO {name} {ratio(a, b):.2f}")
     if exchange.get("requests"):
         print(f"RATIO sts_calls_per_user {exchange['sts_calls'] / args.users:.2f}")
     if workers:

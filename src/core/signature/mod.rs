@@ -16,6 +16,7 @@ macro_rules! unrolled {
     };
 }
 
+mod ecdsa;
 mod ed25519;
 mod es256;
 mod es384;

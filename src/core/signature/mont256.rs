@@ -6,6 +6,8 @@
 //! Every value handed out is fully reduced (below m), so equality of limbs is equality of
 //! residues. Nothing here is secret (a signature check only), so nothing is constant-time.
 
+use super::montgomery;
+
 /// Eight 32-bit limbs, least significant first.
 pub type Limbs = [u32; 8];
 
@@ -132,53 +134,10 @@ pub fn from_montgomery(a: &Limbs, m: &Modulus) -> Limbs {
     mul(a, &ONE, m)
 }
 
-/// a⁻¹ mod m (m prime) for a plain (not Montgomery) a in [1, m − 1], by the binary extended
-/// Euclidean algorithm; `None` for zero. Variable time.
+/// a⁻¹ mod m (m prime) for a plain (not Montgomery) a in [1, m − 1]; `None` for zero. Variable
+/// time; not on the hot path, so the rolled generic version serves.
 pub fn invert(a: &Limbs, m: &Modulus) -> Option<Limbs> {
-    if *a == ZERO {
-        return None;
-    }
-    // Invariants: x1·a ≡ u and x2·a ≡ v (mod m); u and v shrink to their gcd, 1.
-    let (mut u, mut v) = (*a, m.value);
-    let (mut x1, mut x2) = (ONE, ZERO);
-    while u != ONE && v != ONE {
-        while is_even(&u) {
-            shr1(&mut u, false);
-            halve(&mut x1, m);
-        }
-        while is_even(&v) {
-            shr1(&mut v, false);
-            halve(&mut x2, m);
-        }
-        if less_than(&u, &v) {
-            sub_in_place(&mut v, &u);
-            x2 = sub(&x2, &x1, m);
-        } else {
-            sub_in_place(&mut u, &v);
-            x1 = sub(&x1, &x2, m);
-        }
-    }
-    Some(if u == ONE { x1 } else { x2 })
-}
-
-/// x/2 mod m for x < m (m odd).
-fn halve(x: &mut Limbs, m: &Modulus) {
-    let carry = !is_even(x) && add_in_place(x, &m.value);
-    shr1(x, carry);
-}
-
-fn is_even(x: &Limbs) -> bool {
-    x.first().is_some_and(|low| low & 1 == 0)
-}
-
-/// x >>= 1, with `top` shifted in as bit 255.
-fn shr1(x: &mut Limbs, top: bool) {
-    let mut high = u32::from(top);
-    for limb in x.iter_mut().rev() {
-        let low = *limb & 1;
-        *limb = (*limb >> 1) | (high << 31);
-        high = low;
-    }
+    montgomery::invert(a, &m.value)
 }
 
 /// a < b: whether a − b borrows (unrolled, without branches, for the hot path's final
@@ -223,16 +182,7 @@ fn add_in_place(a: &mut Limbs, b: &Limbs) -> bool {
 
 /// 32 big-endian bytes as limbs; `None` for any other length.
 pub fn from_be_bytes(bytes: &[u8]) -> Option<Limbs> {
-    if bytes.len() != 32 {
-        return None;
-    }
-    let mut out = ZERO;
-    for (limb, chunk) in out.iter_mut().zip(bytes.rchunks_exact(4)) {
-        *limb = chunk
-            .iter()
-            .fold(0u32, |acc, byte| (acc << 8) | u32::from(*byte));
-    }
-    Some(out)
+    montgomery::from_be_bytes(bytes)
 }
 
 /// 32 little-endian bytes as limbs.

@@ -171,11 +171,7 @@ pub fn add<const N: usize>(a: &Limbs<N>, b: &Limbs<N>, m: &Modulus<N>) -> Limbs<
 
 /// a − b mod m, for a, b < m.
 pub fn sub<const N: usize>(a: &Limbs<N>, b: &Limbs<N>, m: &Modulus<N>) -> Limbs<N> {
-    let mut out = *a;
-    if sub_in_place(&mut out, b) {
-        add_in_place(&mut out, &m.value);
-    }
-    out
+    sub_value(a, b, &m.value)
 }
 
 /// Into Montgomery form: a·R mod m, for any a < R.
@@ -189,15 +185,16 @@ pub fn from_montgomery<const N: usize>(a: &Limbs<N>, m: &Modulus<N>) -> Limbs<N>
     mul(a, &one(), m)
 }
 
-/// a⁻¹ mod m (m prime) for a plain (not Montgomery) a in [1, m − 1], by the binary extended
-/// Euclidean algorithm; `None` for zero. Variable time.
-pub fn invert<const N: usize>(a: &Limbs<N>, m: &Modulus<N>) -> Option<Limbs<N>> {
+/// a⁻¹ mod m (m prime, given by its value) for a plain (not Montgomery) a in [1, m − 1], by the
+/// binary extended Euclidean algorithm; `None` for zero. Variable time. Once per verification,
+/// so `mont256` uses it too.
+pub fn invert<const N: usize>(a: &Limbs<N>, m: &Limbs<N>) -> Option<Limbs<N>> {
     if *a == zero() {
         return None;
     }
     let one = one::<N>();
     // Invariants: x1·a ≡ u and x2·a ≡ v (mod m); u and v shrink to their gcd, 1.
-    let (mut u, mut v) = (*a, m.value);
+    let (mut u, mut v) = (*a, *m);
     let (mut x1, mut x2) = (one, zero());
     while u != one && v != one {
         while is_even(&u) {
@@ -210,18 +207,27 @@ pub fn invert<const N: usize>(a: &Limbs<N>, m: &Modulus<N>) -> Option<Limbs<N>> 
         }
         if less_than(&u, &v) {
             sub_in_place(&mut v, &u);
-            x2 = sub(&x2, &x1, m);
+            x2 = sub_value(&x2, &x1, m);
         } else {
             sub_in_place(&mut u, &v);
-            x1 = sub(&x1, &x2, m);
+            x1 = sub_value(&x1, &x2, m);
         }
     }
     Some(if u == one { x1 } else { x2 })
 }
 
+/// a − b mod m, for a, b < m.
+fn sub_value<const N: usize>(a: &Limbs<N>, b: &Limbs<N>, m: &Limbs<N>) -> Limbs<N> {
+    let mut out = *a;
+    if sub_in_place(&mut out, b) {
+        add_in_place(&mut out, m);
+    }
+    out
+}
+
 /// x/2 mod m for x < m (m odd).
-fn halve<const N: usize>(x: &mut Limbs<N>, m: &Modulus<N>) {
-    let carry = !is_even(x) && add_in_place(x, &m.value);
+fn halve<const N: usize>(x: &mut Limbs<N>, m: &Limbs<N>) {
+    let carry = !is_even(x) && add_in_place(x, m);
     shr1(x, carry);
 }
 
@@ -319,14 +325,14 @@ mod tests {
             assert_eq!(mul(&x, &y, &P256), mont256::mul(&x, &y, m));
             assert_eq!(add(&x, &y, &P256), mont256::add(&x, &y, m));
             assert_eq!(sub(&x, &y, &P256), mont256::sub(&x, &y, m));
-            assert_eq!(invert(&x, &P256), mont256::invert(&x, m));
+            assert_eq!(invert(&x, &P256.value), mont256::invert(&x, m));
             assert_eq!(from_montgomery(&to_montgomery(&x, &P256), &P256), x);
         }
         // The extremes: m − 1 squared, and zero.
         let mut top = m.value;
         top[0] -= 1;
         assert_eq!(mul(&top, &top, &P256), mont256::mul(&top, &top, m));
-        assert_eq!(invert(&zero::<8>(), &P256), None);
+        assert_eq!(invert(&zero::<8>(), &P256.value), None);
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl Coordinate for Fe {
 
     fn invert(self) -> Option<Fe> {
         // The inverse of a·R is a⁻¹·R⁻¹; two conversions bring it to a⁻¹·R.
-        let inverse = montgomery::invert(&self.0, &P)?;
+        let inverse = montgomery::invert(&self.0, &P.value)?;
         let once = montgomery::to_montgomery(&inverse, &P);
         Some(Fe(montgomery::to_montgomery(&once, &P)))
     }

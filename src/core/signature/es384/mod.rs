@@ -1,10 +1,7 @@
-//! ES384 (ECDSA over P-384 with SHA-384, RFC 7518 §3.4) on the points (`weierstrass`) and sums
-//! (`straus`) that ES256 uses, over a 12-limb field with rolled loops (`montgomery`): ES384
+//! ES384 (ECDSA over P-384 with SHA-384, RFC 7518 §3.4) on the points and check that ES256
+//! uses (`weierstrass`, `ecdsa`), over a 12-limb field with rolled loops (`montgomery`): ES384
 //! tokens are rare, so this is built for size first (it replaced the p384 crate, which took
 //! 120 KB of the .wasm).
-//!
-//! The signature is r‖s, 48 bytes each; r and s must lie in [1, n − 1]. A high s is accepted
-//! (JWS has no low-s rule; Wycheproof's P1363 vectors and BoringSSL agree).
 
 mod field;
 mod scalar;
@@ -15,10 +12,11 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha384};
 
-use crate::signature::montgomery;
-use crate::signature::straus::{sum_of_multiples, OddMultiples};
+use crate::signature::ecdsa::{generator_multiples, Curve, EcdsaKey};
+use crate::signature::montgomery::{self, Limbs};
+use crate::signature::straus::OddMultiples;
 use crate::signature::weierstrass::{self, x_reduces_to};
-use field::Fe;
+use field::{Fe, LIMBS};
 
 type Affine = weierstrass::Affine<Fe>;
 type Jacobian = weierstrass::Jacobian<Fe>;
@@ -29,43 +27,42 @@ const KEY_MULTIPLES: usize = 8;
 const GENERATOR_MULTIPLES: usize = 32;
 
 /// A P-384 public key as the multiples a verification adds up.
-#[derive(Debug, Clone)]
-pub struct P384Key {
-    multiples: OddMultiples<Affine, KEY_MULTIPLES>,
+pub type P384Key = EcdsaKey<Fe, KEY_MULTIPLES>;
+
+/// P-384's scalar side, with SHA-384.
+pub struct P384;
+
+impl Curve for P384 {
+    type Fe = Fe;
+    type Scalar = Limbs<LIMBS>;
+    const BYTES: usize = 48;
+
+    fn scalar_in_range(bytes: &[u8]) -> Option<Limbs<LIMBS>> {
+        scalar::in_range(bytes)
+    }
+
+    fn digest(signing_input: &[u8]) -> Option<Limbs<LIMBS>> {
+        montgomery::from_be_bytes(&Sha384::digest(signing_input))
+    }
+
+    fn u_values(
+        z: &Limbs<LIMBS>,
+        r: &Limbs<LIMBS>,
+        s: &Limbs<LIMBS>,
+    ) -> Option<(Limbs<LIMBS>, Limbs<LIMBS>)> {
+        scalar::u_values(z, r, s)
+    }
+
+    fn x_reduces_to(point: &Jacobian, r: &Limbs<LIMBS>) -> bool {
+        x_reduces_to(point, r, &scalar::N.value, Fe::from_integer)
+    }
 }
 
 impl P384Key {
-    /// The point (x, y), 48 big-endian bytes each; `None` unless it is on the curve.
-    pub fn from_coordinates(x: &[u8], y: &[u8]) -> Option<P384Key> {
-        let point = Affine::from_coordinates(x, y)?;
-        Some(P384Key {
-            multiples: OddMultiples::new(Jacobian::from(point))?,
-        })
-    }
-
-    /// SEC 1 §4.1.4: with z the SHA-384 of the input, u1 = z/s and u2 = r/s, the signature is
-    /// valid when the x of u1·G + u2·Q is r modulo n.
     pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
         static GENERATOR: OnceLock<Option<OddMultiples<Affine, GENERATOR_MULTIPLES>>> =
             OnceLock::new();
-        let Some(generator) =
-            GENERATOR.get_or_init(|| OddMultiples::new(Jacobian::from(Affine::generator()?)))
-        else {
-            return false;
-        };
-        let Some((r, s)) = signature.split_at_checked(48) else {
-            return false;
-        };
-        let (Some(r), Some(s)) = (scalar::in_range(r), scalar::in_range(s)) else {
-            return false;
-        };
-        let Some(z) = montgomery::from_be_bytes(&Sha384::digest(signing_input)) else {
-            return false;
-        };
-        let Some((u1, u2)) = scalar::u_values(&z, &r, &s) else {
-            return false;
-        };
-        let sum: Jacobian = sum_of_multiples(&u1, generator, &u2, &self.multiples);
-        x_reduces_to(&sum, &r, &scalar::N.value, Fe::from_integer)
+        let generator = GENERATOR.get_or_init(generator_multiples).as_ref();
+        self.verify_with::<P384, GENERATOR_MULTIPLES>(generator, signing_input, signature)
     }
 }

@@ -21,7 +21,7 @@ pub fn u_values(
     r: &Limbs<LIMBS>,
     s: &Limbs<LIMBS>,
 ) -> Option<(Limbs<LIMBS>, Limbs<LIMBS>)> {
-    let w = montgomery::to_montgomery(&montgomery::invert(s, &N)?, &N);
+    let w = montgomery::to_montgomery(&montgomery::invert(s, &N.value)?, &N);
     // A Montgomery product with one factor in Montgomery form is the plain product.
     Some((montgomery::mul(z, &w, &N), montgomery::mul(r, &w, &N)))
 }

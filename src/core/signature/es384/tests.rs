@@ -14,6 +14,7 @@ use sha2::{Digest, Sha384};
 use super::field::{Fe, LIMBS};
 use super::*;
 use crate::signature::montgomery::Limbs;
+use crate::signature::straus::sum_of_multiples;
 use crate::signature::weierstrass::Coordinate;
 
 fn scalar(seed: u32) -> Scalar {
