@@ -142,9 +142,15 @@ def test_cached_token_without_kid_is_refused_once_its_key_is_replaced(make_envoy
             successor = idp.mint(sub="successor", header={"kid": None}, key=replacement.private)
             wait_until(lambda: all(c.get("/echo", headers=bearer(successor)).status_code == 200
                                    for _ in range(ROUNDS)), REFRESH_DEADLINE, interval=0.25,
-                       what="the replacement key in use on both workers")
+                       what="the replacement key in use")
+            # Fresh connections land on either worker, so the rounds above may all have met one;
+            # the other refuses the cached token once it holds the new key set (its own refresh
+            # or adoption, within one refresh). Wait for that, then it must stay refused.
+            wait_until(lambda: all(c.get("/echo", headers=bearer(token)).status_code == 401
+                                   for _ in range(ROUNDS)), REFRESH_DEADLINE, interval=0.25,
+                       what="the cached token refused on both workers")
             marker = new_marker()
-            for _ in range(ROUNDS):
+            for _ in range(3 * ROUNDS):
                 response = c.get("/echo", headers=bearer(token, marker))
                 assert response.status_code == 401, response.text
                 assert challenge(response)["error_description"] == "token signature invalid"
